@@ -1,0 +1,156 @@
+"""The Nesterov momentum trace, for constant momentum and momentum schedules."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nagd_optax import _validation
+
+
+class NesterovTraceState(NamedTuple):
+  """State of :func:`nesterov_trace`.
+
+  Attributes:
+    count: steps taken since ``init`` (or since the last restart), int32. A
+      momentum schedule is evaluated at this count.
+    trace: the momentum buffer ``m``, one array per parameter.
+  """
+
+  count: jax.Array
+  trace: optax.Updates
+
+
+def _is_none(x: Any) -> bool:
+  return x is None
+
+
+def _plus_momentum(gradient, buffer, momentum):
+  """Returns ``gradient + momentum * buffer`` in the dtype of its arrays.
+
+  The momentum is cast first, so a float32 schedule value (or an injected
+  hyperparameter) never promotes a bfloat16 leaf, and a Python float keeps
+  full precision for a float64 one.
+  """
+  momentum = jnp.asarray(momentum, dtype=jnp.result_type(gradient, buffer))
+  return gradient + momentum * buffer
+
+
+def nesterov_trace(
+    momentum: optax.ScalarOrSchedule = 0.9,
+    *,
+    accumulator_dtype: Any | None = None,
+) -> optax.GradientTransformation:
+  r"""Nesterov momentum, exact for constant momentum and for schedules.
+
+  With gradients :math:`g_k`, the step count :math:`k = 0, 1, \dots` and
+  :math:`\mu_k` the momentum at step :math:`k`, the buffer and the update are
+
+  .. math::
+
+    m_k = \mu_{k-1} m_{k-1} + g_k, \qquad m_{-1} = 0, \\
+    u_k = g_k + \mu_k m_k .
+
+  With a constant :math:`\mu` this is the Nesterov update of
+  ``optax.sgd(lr, mu, nesterov=True)`` and of
+  ``torch.optim.SGD(lr=lr, momentum=mu, nesterov=True)``, to the last bit.
+
+  With a schedule it is the classical two-sequence method, iteration for
+  iteration: applying :math:`-\eta u_k` to the parameters :math:`y_k` is
+
+  .. math::
+
+    x_{k+1} = y_k - \eta \nabla f(y_k), \qquad
+    y_{k+1} = x_{k+1} + \mu_k (x_{k+1} - x_k), \qquad x_0 = y_0 .
+
+  Note the index shift: the momentum that extrapolates at step :math:`k`
+  decays the buffer at step :math:`k + 1`. ``optax.trace`` uses one value
+  for both and so drifts from the method by one index when its decay varies.
+  (With a learning-rate schedule, the buffer form matches Optax/PyTorch; the
+  two-sequence form would also rescale the buffer by
+  :math:`\eta_{k-1}/\eta_k`.)
+
+  Args:
+    momentum: a float in ``[0, 1)``, or a schedule mapping the step count
+      (int32, from 0) to the momentum :math:`\mu_k`, e.g.
+      :func:`nagd_optax.schedules.nesterov_momentum`.
+    accumulator_dtype: dtype in which the buffer is stored (e.g.
+      ``jnp.bfloat16`` halves the optimizer memory of float32 parameters).
+      ``None`` stores it in the parameters' dtype. Arithmetic happens in the
+      gradients' dtype either way.
+
+  Returns:
+    A :class:`optax.GradientTransformation` with state
+    :class:`NesterovTraceState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import nagd_optax as nagd
+    >>> optimizer = optax.chain(
+    ...     nagd.nesterov_trace(nagd.schedules.nesterov_momentum()),
+    ...     optax.scale_by_learning_rate(0.1),
+    ... )
+    >>> params = jnp.array([1.0, -2.0])
+    >>> state = optimizer.init(params)
+    >>> for _ in range(3):
+    ...   grads = params  # gradient of 0.5 * ||params||^2
+    ...   updates, state = optimizer.update(grads, state)
+    ...   params = optax.apply_updates(params, updates)
+    >>> [round(float(p), 5) for p in params]  # y_3 of the two-sequence method
+    [0.66825, -1.3365]
+
+  References:
+    Nesterov, `A method for solving the convex programming problem with
+    convergence rate O(1/k^2)`, Soviet Mathematics Doklady 27, 1983.
+
+    Sutskever, Martens, Dahl & Hinton, `On the importance of initialization
+    and momentum in deep learning
+    <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
+  """
+  _validation.check_in_interval(
+      momentum, "momentum", 0.0, 1.0, include_low=True, schedule_ok=True
+  )
+  if accumulator_dtype is not None:
+    accumulator_dtype = jax.dtypes.canonicalize_dtype(accumulator_dtype)
+
+  def init_fn(params):
+    return NesterovTraceState(
+        count=jnp.zeros([], jnp.int32),
+        trace=optax.tree.zeros_like(params, dtype=accumulator_dtype),
+    )
+
+  def update_fn(updates, state, params=None):
+    del params
+    if callable(momentum):
+      # Step k extrapolates with mu_k, which step k + 1 then uses to decay the
+      # buffer; at k = 0 the buffer is zero, so any decay would do.
+      decay = momentum(jnp.maximum(state.count - 1, 0))
+      extrapolation = momentum(state.count)
+    else:
+      decay = extrapolation = momentum
+    # A None gradient (a parameter without one this step) keeps its buffer,
+    # so the state's structure never changes.
+    new_trace = jax.tree.map(
+        lambda g, m: m if g is None else _plus_momentum(g, m, decay),
+        updates,
+        state.trace,
+        is_leaf=_is_none,
+    )
+    new_updates = jax.tree.map(
+        lambda g, m: None if g is None else _plus_momentum(g, m, extrapolation),
+        updates,
+        new_trace,
+        is_leaf=_is_none,
+    )
+    # Arithmetic runs in the wider of the two dtypes; what leaves has the
+    # dtypes it came in with, so no dtype changes between steps.
+    return optax.tree.cast_like(new_updates, updates), NesterovTraceState(
+        count=optax.safe_increment(state.count),
+        trace=optax.tree.cast_like(new_trace, state.trace),
+    )
+
+  return optax.GradientTransformation(init_fn, update_fn)
