@@ -1,0 +1,96 @@
+"""The one-call optimizer :func:`nagd`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optax
+
+from nagd_optax import _trace
+from nagd_optax import _validation
+
+
+def nagd(
+    learning_rate: optax.ScalarOrSchedule,
+    momentum: optax.ScalarOrSchedule = 0.9,
+    *,
+    weight_decay: float | Any = 0.0,
+    accumulator_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Nesterov accelerated gradient descent.
+
+  With learning rate :math:`\eta_k`, momentum :math:`\mu_k` and coupled weight
+  decay :math:`\lambda`, each step takes the gradient :math:`g_k` at the
+  parameters :math:`y_k` and computes
+
+  .. math::
+
+    d_k = g_k + \lambda y_k, \qquad
+    m_k = \mu_{k-1} m_{k-1} + d_k, \qquad
+    y_{k+1} = y_k - \eta_k (d_k + \mu_k m_k).
+
+  With constant momentum this is ``torch.optim.SGD(lr, momentum,
+  nesterov=True, weight_decay=...)`` and (without weight decay)
+  ``optax.sgd(lr, momentum, nesterov=True)`` to the last bit; with a momentum
+  schedule such as :func:`nagd_optax.schedules.nesterov_momentum` it is the
+  classical two-sequence method (see :func:`nagd_optax.nesterov_trace`).
+
+  Args:
+    learning_rate: a number >= 0 or a schedule (step count -> learning rate).
+    momentum: a number in ``[0, 1)`` or a momentum schedule. With
+      ``optax.inject_hyperparams``, pass a momentum schedule as a static
+      argument (``static_args=("momentum",)``): injected, it would be
+      evaluated once per step and lose the index shift described in
+      :func:`nagd_optax.nesterov_trace`.
+    weight_decay: coupled L2 strength :math:`\lambda \ge 0`, added to the
+      gradient before momentum as in ``torch.optim.SGD``; it then needs
+      ``params`` in ``update``. For decoupled (AdamW-style) decay, chain
+      ``optax.add_decayed_weights`` after this optimizer instead.
+    accumulator_dtype: dtype of the momentum buffer (``jnp.bfloat16`` halves
+      the optimizer state of float32 parameters); ``None`` uses the
+      parameters' dtype.
+
+  Returns:
+    An :class:`optax.GradientTransformationExtraArgs`; extra keyword
+    arguments of ``update`` (such as ``value=``) are accepted and ignored.
+
+  Example:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import nagd_optax as nagd
+    >>> def loss(params):
+    ...   return jnp.sum((params - 3.0) ** 2)
+    >>> optimizer = nagd.nagd(learning_rate=0.1, momentum=0.9)
+    >>> params = jnp.zeros(2)
+    >>> state = optimizer.init(params)
+    >>> for _ in range(100):
+    ...   value, grads = jax.value_and_grad(loss)(params)
+    ...   updates, state = optimizer.update(grads, state, params, value=value)
+    ...   params = optax.apply_updates(params, updates)
+    >>> print(params.round(4))
+    [3. 3.]
+
+  References:
+    Nesterov, `A method for solving the convex programming problem with
+    convergence rate O(1/k^2)`, Soviet Mathematics Doklady 27, 1983.
+
+    Sutskever, Martens, Dahl & Hinton, `On the importance of initialization
+    and momentum in deep learning
+    <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
+  """
+  _validation.check_at_least(
+      learning_rate, "learning_rate", 0.0, schedule_ok=True
+  )
+  _validation.check_at_least(weight_decay, "weight_decay", 0.0)
+
+  transforms = []
+  # A literal zero adds nothing, and leaving the transform out means `update`
+  # does not need params; an injected (array) weight decay always keeps it.
+  if _validation.concrete_number(weight_decay) != 0.0:
+    transforms.append(optax.add_decayed_weights(weight_decay))
+  transforms.append(
+      _trace.nesterov_trace(momentum, accumulator_dtype=accumulator_dtype)
+  )
+  transforms.append(optax.scale_by_learning_rate(learning_rate))
+  return optax.chain(*transforms)
