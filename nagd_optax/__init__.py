@@ -1,12 +1,14 @@
 """nagd_optax: Nesterov accelerated gradient descent for Optax.
 
 Composable :class:`optax.GradientTransformation` s: an exact Nesterov momentum
-trace (constant momentum or schedules), and the one-call optimizer
-:func:`nagd`.
+trace (constant momentum or schedules), adaptive restart of any
+transformation's state, and the one-call optimizer :func:`nagd`.
 """
 
 from nagd_optax import schedules
 from nagd_optax._alias import nagd
+from nagd_optax._restart import restart
+from nagd_optax._restart import RestartState
 from nagd_optax._trace import nesterov_trace
 from nagd_optax._trace import NesterovTraceState
 
@@ -14,7 +16,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NesterovTraceState",
+    "RestartState",
     "nagd",
     "nesterov_trace",
+    "restart",
     "schedules",
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 import optax
 
+from nagd_optax import _restart
 from nagd_optax import _trace
 from nagd_optax import _validation
 
@@ -14,8 +15,12 @@ def nagd(
     learning_rate: optax.ScalarOrSchedule,
     momentum: optax.ScalarOrSchedule = 0.9,
     *,
+    restart: _restart.Criterion | None = None,
     weight_decay: float | Any = 0.0,
     accumulator_dtype: Any | None = None,
+    loss_smoothing: float = 0.0,
+    min_interval: int | None = None,
+    axis_name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Nesterov accelerated gradient descent.
 
@@ -35,6 +40,10 @@ def nagd(
   schedule such as :func:`nagd_optax.schedules.nesterov_momentum` it is the
   classical two-sequence method (see :func:`nagd_optax.nesterov_trace`).
 
+  With ``restart``, the momentum (buffer and schedule) restarts when the
+  criterion fires (see :func:`nagd_optax.restart`); with
+  ``nesterov_momentum()`` that is O'Donoghue & Candès' adaptive restart.
+
   Args:
     learning_rate: a number >= 0 or a schedule (step count -> learning rate).
     momentum: a number in ``[0, 1)`` or a momentum schedule. With
@@ -42,6 +51,10 @@ def nagd(
       argument (``static_args=("momentum",)``): injected, it would be
       evaluated once per step and lose the index shift described in
       :func:`nagd_optax.nesterov_trace`.
+    restart: ``None`` (never), or a criterion of :func:`nagd_optax.restart`:
+      ``"loss"`` (pass ``value=loss`` to ``update``), ``"gradient"``,
+      ``"speed"``, ``"interval"`` or ``"on_demand"``. Any of them also
+      restarts on ``update(..., restart=True)``.
     weight_decay: coupled L2 strength :math:`\lambda \ge 0`, added to the
       gradient before momentum as in ``torch.optim.SGD``; it then needs
       ``params`` in ``update``. For decoupled (AdamW-style) decay, chain
@@ -49,6 +62,13 @@ def nagd(
     accumulator_dtype: dtype of the momentum buffer (``jnp.bfloat16`` halves
       the optimizer state of float32 parameters); ``None`` uses the
       parameters' dtype.
+    loss_smoothing: for ``restart="loss"``: 0 compares raw losses (the
+      paper's test, for full-batch problems); about 0.98 for minibatch
+      losses (see :func:`nagd_optax.restart`).
+    min_interval: updates after a restart during which no criterion fires
+      (the period for ``"interval"``); ``None``: 10 for ``"speed"``, else 0.
+    axis_name: the mapped axis over which parameters are sharded inside
+      ``shard_map``/``pmap``, so that restart decisions agree on all devices.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`; extra keyword
@@ -89,8 +109,18 @@ def nagd(
   # does not need params; an injected (array) weight decay always keeps it.
   if _validation.concrete_number(weight_decay) != 0.0:
     transforms.append(optax.add_decayed_weights(weight_decay))
-  transforms.append(
-      _trace.nesterov_trace(momentum, accumulator_dtype=accumulator_dtype)
+  momentum_trace = _trace.nesterov_trace(
+      momentum, accumulator_dtype=accumulator_dtype
   )
+  if restart is not None:
+    # Only the momentum restarts; the learning-rate schedule runs on.
+    momentum_trace = _restart.restart(
+        momentum_trace,
+        restart,
+        loss_smoothing=loss_smoothing,
+        min_interval=min_interval,
+        axis_name=axis_name,
+    )
+  transforms.append(momentum_trace)
   transforms.append(optax.scale_by_learning_rate(learning_rate))
   return optax.chain(*transforms)

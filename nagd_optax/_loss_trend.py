@@ -1,0 +1,90 @@
+"""Running statistics of a noisy scalar loss, for loss-driven decisions.
+
+Both the ``"loss"`` restart criterion and :func:`scale_on_plateau` must tell a
+real change of the loss from minibatch noise. Comparing consecutive values of
+an exponential moving average (EMA) does not: the sign of
+``ema_k - ema_{k-1} = (1 - s)(loss_k - ema_{k-1})`` is as noisy as the loss
+itself. What does is to compare the EMA with a reference *up to its own
+standard error*, which these statistics estimate from the data.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class LossTrend(NamedTuple):
+  """Exponential moving statistics of the finite losses seen so far.
+
+  Attributes:
+    mean: EMA of the loss; it starts at the first loss, so it has no bias
+      towards zero.
+    noise: EMA of the squared innovation ``(loss - previous mean)**2``.
+    count: number of finite losses seen, int32.
+  """
+
+  mean: jax.Array
+  noise: jax.Array
+  count: jax.Array
+
+
+def widest_float() -> jnp.dtype:
+  """The widest float available (float64 with x64): stored without rounding.
+
+  A float64 loss rounded to float32 stalls a comparison of losses near the
+  optimum, where consecutive losses differ by less than float32's epsilon.
+  """
+  return jnp.result_type(float)
+
+
+def init_trend() -> LossTrend:
+  dtype = widest_float()
+  return LossTrend(
+      mean=jnp.zeros([], dtype),
+      noise=jnp.zeros([], dtype),
+      count=jnp.zeros([], jnp.int32),
+  )
+
+
+def update_trend(
+    trend: LossTrend, value: jax.Array, smoothing: float | jax.Array
+) -> LossTrend:
+  """Adds ``value`` to the statistics; a NaN or infinite value is ignored."""
+  value = jnp.asarray(value).astype(trend.mean.dtype)
+  first = trend.count == 0
+  innovation = value - trend.mean
+  updated = LossTrend(
+      mean=jnp.where(
+          first, value, smoothing * trend.mean + (1 - smoothing) * value
+      ),
+      noise=jnp.where(
+          first,
+          trend.noise,
+          smoothing * trend.noise + (1 - smoothing) * innovation**2,
+      ),
+      count=trend.count + 1,
+  )
+  finite = jnp.isfinite(value)
+  return jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,
+                      trend)
+
+
+def standard_error(
+    trend: LossTrend, smoothing: float | jax.Array
+) -> jax.Array:
+  r"""Standard deviation of ``trend.mean`` around the loss's true level.
+
+  For a loss with noise variance :math:`\sigma^2`, the EMA with factor
+  :math:`s` has variance :math:`\sigma^2 (1 - s)/(1 + s)`, and an innovation
+  has variance :math:`\sigma^2 \cdot 2/(1 + s)`; so the EMA's variance is the
+  innovations' times :math:`(1 - s)/2`. The innovations' EMA is debiased for
+  its zero start (as in Adam). A trending loss inflates the innovations,
+  which only makes decisions more cautious.
+  """
+  innovations = jnp.maximum(trend.count - 1, 0)
+  debias = 1 - jnp.power(jnp.asarray(smoothing, trend.noise.dtype), innovations)
+  variance = jnp.where(innovations > 0, trend.noise / debias, 0.0)
+  return jnp.sqrt(variance * (1 - smoothing) / 2)
