@@ -1,0 +1,181 @@
+"""Adaptive restart against NumPy loops of the papers and DESIGN.md's figures.
+
+Each run of the library is compared with a plain NumPy loop of the textbook
+algorithm (tests/reference_methods.py): iteration counts, restart counts and
+iterates must agree; the counts must also match the published figures.
+"""
+
+import chex
+import numpy as np
+import optax
+import pytest
+
+import nagd_optax as nagd
+from tests import problems
+from tests import reference_methods
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+# The library's criterion name -> the paper's scheme name.
+SCHEMES = {"loss": "function", "gradient": "gradient", "speed": "speed"}
+SPEED_MIN_INTERVAL = 10  # Su, Boyd & Candès' k_min
+
+# DESIGN.md: iterations to (f - f*)/(f0 - f*) <= 1e-10 on the quadratic.
+PUBLISHED_QUADRATIC = {
+    "loss": {1e2: 134, 1e3: 435, 1e4: 1694, 1e5: 2743},
+    "gradient": {1e2: 117, 1e3: 443, 1e4: 1022, 1e5: 2754},
+    "speed": {1e2: 240, 1e3: 754, 1e4: 2228, 1e5: 6176},
+}
+# DESIGN.md: breast_cancer logistic regression, relative gap 1e-8.
+PUBLISHED_LOGISTIC_F_STAR = {
+    1e-2: 0.100446303781, 1e-3: 0.059829471882, 1e-4: 0.042655627270
+}
+PUBLISHED_LOGISTIC_GRADIENT_RESTART = {1e-2: 164, 1e-3: 480, 1e-4: 1508}
+# DESIGN.md: Rosenbrock from (-1.2, 1), step 1e-3, until f <= 1e-10.
+PUBLISHED_ROSENBROCK = {"gd": 26593, "nag": 1716, "restart": 316}
+
+
+def _optimizer(learning_rate, criterion):
+  return nagd.nagd(
+      learning_rate, nagd.schedules.nesterov_momentum(), restart=criterion
+  )
+
+
+def _reference(f, grad, x0, step, criterion, **kwargs):
+  return reference_methods.accelerated_gradient(
+      f,
+      grad,
+      x0,
+      step,
+      scheme=SCHEMES.get(criterion),
+      min_interval=SPEED_MIN_INTERVAL if criterion == "speed" else 0,
+      **kwargs,
+  )
+
+
+@pytest.mark.parametrize("kappa", [1e2, 1e3, 1e4, 1e5])
+@pytest.mark.parametrize("criterion", sorted(PUBLISHED_QUADRATIC))
+def test_quadratic_table(criterion, kappa):
+  lam, x0 = problems.quadratic(kappa)
+  f0 = 0.5 * np.sum(lam * x0**2)
+  threshold = 1e-10 * f0
+  iterations, restarts, _ = _reference(
+      lambda x: 0.5 * np.sum(lam * x * x),
+      lambda x: lam * x,
+      x0,
+      1.0,
+      criterion,
+      stop=lambda value: value <= threshold,
+  )
+  ours, state = problems.run_until(
+      _optimizer(1.0, criterion),
+      problems.quadratic_value_and_grad(lam),
+      x0,
+      threshold,
+  )
+  assert ours == iterations
+  assert int(optax.tree.get(state, "restarts")) == restarts
+  assert ours == pytest.approx(PUBLISHED_QUADRATIC[criterion][kappa], rel=0.03)
+
+
+@pytest.mark.parametrize("criterion", [None, "loss", "gradient", "speed"])
+def test_iterates_equal_the_reference(criterion):
+  lam, x0 = problems.quadratic(1e3)
+  _, _, expected = _reference(
+      lambda x: 0.5 * np.sum(lam * x * x),
+      lambda x: lam * x,
+      x0,
+      1.0,
+      criterion,
+      max_iterations=600,
+  )
+  ours = problems.trajectory(
+      _optimizer(1.0, criterion),
+      problems.quadratic_value_and_grad(lam),
+      x0,
+      600,
+  )
+  chex.assert_trees_all_close(ours, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("regularization", sorted(PUBLISHED_LOGISTIC_F_STAR))
+@pytest.mark.parametrize("criterion", ["gradient", "loss"])
+def test_logistic_regression(regularization, criterion):
+  f, grad, value_and_grad, smoothness, x0 = problems.breast_cancer_logistic(
+      regularization
+  )
+  f_star = PUBLISHED_LOGISTIC_F_STAR[regularization]
+  threshold = f_star + 1e-8 * (f(x0) - f_star)
+  iterations, restarts, _ = _reference(
+      f, grad, x0, 1 / smoothness, criterion,
+      stop=lambda value: value <= threshold,
+  )
+  ours, state = problems.run_until(
+      _optimizer(1 / smoothness, criterion), value_and_grad, x0, threshold
+  )
+  assert ours == iterations
+  assert int(optax.tree.get(state, "restarts")) == restarts
+  if criterion == "gradient":
+    published = PUBLISHED_LOGISTIC_GRADIENT_RESTART[regularization]
+    assert ours == pytest.approx(published, rel=0.03)
+
+
+@pytest.mark.parametrize("criterion", ["loss", "gradient"])
+def test_rosenbrock_restart(criterion):
+  f, grad, value_and_grad, x0 = problems.rosenbrock()
+  iterations, restarts, _ = _reference(
+      f, grad, x0, 1e-3, criterion, stop=lambda value: value <= 1e-10
+  )
+  ours, state = problems.run_until(
+      _optimizer(1e-3, criterion), value_and_grad, x0, 1e-10
+  )
+  assert (ours, int(optax.tree.get(state, "restarts"))) == (iterations, restarts)
+  assert ours == pytest.approx(PUBLISHED_ROSENBROCK["restart"], rel=0.03)
+
+
+def test_rosenbrock_without_restart():
+  f, grad, value_and_grad, x0 = problems.rosenbrock()
+  stop = lambda value: value <= 1e-10
+  gd, _ = problems.run_until(nagd.nagd(1e-3, 0.0), value_and_grad, x0, 1e-10)
+  assert gd == pytest.approx(PUBLISHED_ROSENBROCK["gd"], rel=0.01)
+  iterations, _, _ = _reference(f, grad, x0, 1e-3, None, stop=stop)
+  ours, _ = problems.run_until(_optimizer(1e-3, None), value_and_grad, x0,
+                               1e-10)
+  assert ours == iterations
+  # The published NAG figure comes from the theta (FISTA) sequence of
+  # O'Donoghue & Candès, not (k-1)/(k+2): that loop reproduces it.
+  fista = reference_methods.fista_beta_sequence(10**4)
+  fista_iterations, _, _ = reference_methods.accelerated_gradient(
+      f, grad, x0, 1e-3, beta=fista, stop=stop
+  )
+  assert fista_iterations == pytest.approx(PUBLISHED_ROSENBROCK["nag"],
+                                           rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        nagd.nagd(1.0, 0.0),
+        nagd.nagd(1.0, 0.9),
+        nagd.nagd(1.0, 0.99),
+        _optimizer(1.0, None),
+        _optimizer(1.0, "loss"),
+        _optimizer(1.0, "gradient"),
+        _optimizer(1.0, "speed"),
+        nagd.nagd(1.0, 0.99, restart="interval", min_interval=20),
+    ],
+    ids=["gd", "nesterov_0.9", "nesterov_0.99", "nesterov_schedule",
+         "loss_restart", "gradient_restart", "speed_restart",
+         "interval_restart"],
+)
+def test_never_beats_the_first_order_lower_bound(optimizer):
+  """On Nesterov's worst function, y_k lies in span(e_1..e_k), where
+  f >= f*_k: a run below that bound would reveal a bug."""
+  n = 301
+  value_and_grad, lower_bound, f_star = problems.nesterov_worst_case(n)
+  iterates = problems.trajectory(optimizer, value_and_grad, np.zeros(n), 150)
+  values = np.array([float(value_and_grad(y)[0]) for y in iterates])
+  bounds = np.array([lower_bound(k) for k in range(len(values))])
+  assert np.all(values - f_star >= (bounds - f_star) * (1 - 1e-9))
+  # The iterates do make progress (the bound is not vacuous).
+  assert values[-1] < values[0] + 0.5 * (f_star - values[0])
