@@ -31,6 +31,23 @@ OPTIMIZERS = {
         nagd.schedules.nesterov_momentum(),
         weight_decay=1e-3,
     ),
+    "restart_loss": lambda: nagd.nagd(
+        0.1, nagd.schedules.nesterov_momentum(), restart="loss"
+    ),
+    "restart_loss_smoothed": lambda: nagd.nagd(
+        0.1, 0.9, restart="loss", loss_smoothing=0.9, min_interval=2
+    ),
+    "restart_gradient": lambda: nagd.nagd(0.1, 0.9, restart="gradient"),
+    "restart_speed": lambda: nagd.nagd(0.1, 0.9, restart="speed",
+                                       min_interval=1),
+    "restart_interval": lambda: nagd.nagd(0.1, 0.9, restart="interval",
+                                          min_interval=2),
+    "restart_on_demand_bf16": lambda: nagd.nagd(
+        0.1, 0.9, restart="on_demand", accumulator_dtype=jnp.bfloat16
+    ),
+    "restart_adam_gradient": lambda: nagd.restart(
+        optax.adam(0.1), "gradient", momentum_field="mu"
+    ),
 }
 
 
@@ -51,8 +68,15 @@ def _grads(params, k):
   return jax.tree.map(lambda p: jnp.cos(k + 2 * p).astype(p.dtype), params)
 
 
+def _value(k):
+  """A loss that rises every few steps, so that loss restarts happen."""
+  return jnp.cos(2.0 * k)
+
+
 def _step(optimizer, params, state, k):
-  updates, state = optimizer.update(_grads(params, k), state, params, value=1.0)
+  updates, state = optimizer.update(
+      _grads(params, k), state, params, value=_value(k)
+  )
   return optax.apply_updates(params, updates), state, updates
 
 
@@ -134,7 +158,7 @@ def test_multi_steps_averages_gradients(optimizer):
   expected = params
   for k in range(2 * every_k):
     updates, state = accumulated.update(
-        _grads(params, k), state, params, value=1.0
+        _grads(params, k), state, params, value=_value(k)
     )
     params = optax.apply_updates(params, updates)
     if (k + 1) % every_k == 0:
@@ -142,8 +166,10 @@ def test_multi_steps_averages_gradients(optimizer):
           lambda *g: sum(g) / every_k,
           *[_grads(expected, j) for j in range(k + 1 - every_k, k + 1)],
       )
+      # MultiSteps hands the inner optimizer the extra arguments of the
+      # step that completes the accumulation.
       updates, plain_state = optimizer.update(
-          mean, plain_state, expected, value=1.0
+          mean, plain_state, expected, value=_value(k)
       )
       expected = optax.apply_updates(expected, updates)
     chex.assert_trees_all_close(params, expected, rtol=1e-5, atol=1e-6)
@@ -156,9 +182,9 @@ def test_masked_leaves_pass_through(optimizer):
   plain_state = optimizer.init({"w": params["w"]})
   for k in range(3):
     grads = _grads(params, k)
-    updates, state = masked.update(grads, state, params, value=1.0)
+    updates, state = masked.update(grads, state, params, value=_value(k))
     expected, plain_state = optimizer.update(
-        {"w": grads["w"]}, plain_state, {"w": params["w"]}, value=1.0
+        {"w": grads["w"]}, plain_state, {"w": params["w"]}, value=_value(k)
     )
     chex.assert_trees_all_close(updates["w"], expected["w"], rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_equal(updates["b"], grads["b"])
@@ -172,9 +198,10 @@ def test_chain_composes(optimizer):
   plain_state = optimizer.init(params)
   for k in range(3):
     grads = _grads(params, k)
-    updates, state = chained.update(grads, state, params, value=1.0)
+    updates, state = chained.update(grads, state, params, value=_value(k))
     expected, plain_state = optimizer.update(
-        jax.tree.map(lambda g: -2.0 * g, grads), plain_state, params
+        jax.tree.map(lambda g: -2.0 * g, grads), plain_state, params,
+        value=_value(k),
     )
     chex.assert_trees_all_close(
         updates, jax.tree.map(lambda u: 0.5 * u, expected), rtol=1e-5
