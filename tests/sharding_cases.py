@@ -1,0 +1,234 @@
+"""Scale-out checks on 8 simulated CPU devices, one case per process.
+
+Run by tests/test_sharding.py as ``python -m tests.sharding_cases CASE``;
+XLA_FLAGS must give 8 host devices before JAX is imported, which a fresh
+process guarantees (and a timeout guards against collective deadlocks).
+"""
+
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=8"
+)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+import nagd_optax as nagd
+from tests import sharding_cases_names
+
+jax.config.update("jax_enable_x64", True)
+MESH = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Auto,))
+CRITERIA = ("loss", "gradient", "speed")
+STEPS = 500  # long enough for every criterion to restart
+
+
+def _optimizer(criterion, axis_name=None):
+  return nagd.nagd(
+      1.0, nagd.schedules.nesterov_momentum(), restart=criterion,
+      axis_name=axis_name,
+  )
+
+
+def _quadratic(n=512):
+  lam = np.logspace(0, -3, n)
+  x0 = np.random.default_rng(0).standard_normal(n)
+  return jnp.asarray(lam), jnp.asarray(x0)
+
+
+def _run_single_device(optimizer, lam, x0, steps):
+  """The reference: the same steps on one device, no collectives."""
+
+  @jax.jit
+  def run(x):
+    def step(carry, _):
+      x, state = carry
+      updates, state = optimizer.update(
+          lam * x, state, x, value=0.5 * jnp.sum(lam * x * x)
+      )
+      return (optax.apply_updates(x, updates), state), None
+
+    return jax.lax.scan(step, (x, optimizer.init(x)), length=steps)[0]
+
+  return run(x0)
+
+
+def jit_named_sharding():
+  """Parameters sharded by NamedSharding, the step under jax.jit: the state,
+  initialised from the sharded parameters, is sharded like them and stays
+  so, and the result equals the one-device run."""
+  sharding = NamedSharding(MESH, P("x"))
+  replicated = NamedSharding(MESH, P())
+  lam, x0 = _quadratic()
+  for criterion in CRITERIA + (None,):
+    optimizer = _optimizer(criterion)
+    x = jax.device_put(x0, sharding)
+    lam_sharded = jax.device_put(lam, sharding)
+    state = optimizer.init(x)
+    trace = optax.tree.get(state, "trace")
+    assert trace.sharding.is_equivalent_to(sharding, 1), trace.sharding
+
+    @jax.jit
+    def step(x, state):
+      updates, state = optimizer.update(
+          lam_sharded * x, state, x, value=0.5 * jnp.sum(lam_sharded * x * x)
+      )
+      return optax.apply_updates(x, updates), state
+
+    for _ in range(STEPS):
+      # Waiting for each step keeps the 8 simulated devices' collectives from
+      # queueing behind each other on a 2-core host (an XLA CPU rendezvous
+      # deadlock, not something real devices do).
+      x, state = jax.block_until_ready(step(x, state))
+    assert x.sharding.is_equivalent_to(sharding, 1)
+    trace = optax.tree.get(state, "trace")
+    assert trace.sharding.is_equivalent_to(sharding, 1), trace.sharding
+    restarts = optax.tree.get(state, "restarts")
+    if restarts is not None:
+      assert restarts.sharding.is_equivalent_to(replicated, 0)
+    expected_x, expected_state = _run_single_device(optimizer, lam, x0, STEPS)
+    np.testing.assert_allclose(x, expected_x, rtol=1e-9, atol=1e-12)
+    assert criterion is None or int(optax.tree.get(state, "restarts")) > 0
+    assert optax.tree.get(state, "restarts") == optax.tree.get(
+        expected_state, "restarts"
+    )
+    print(f"jit_named_sharding {criterion}: ok,"
+          f" restarts={optax.tree.get(state, 'restarts')}")
+
+
+def jit_init_explicit_sharding():
+  """With explicit (sharding-in-types) meshes, jax.jit(init) also returns
+  the state sharded like the parameters."""
+  mesh = jax.make_mesh((8,), ("x",), axis_types=(AxisType.Explicit,))
+  sharding = NamedSharding(mesh, P("x"))
+  with jax.set_mesh(mesh):
+    params = jnp.zeros((64, 4), out_sharding=sharding)
+    for criterion in CRITERIA + (None,):
+      optimizer = _optimizer(criterion)
+      state = jax.jit(optimizer.init)(params)
+      assert jax.typeof(optax.tree.get(state, "trace")) == jax.typeof(params)
+      _, new_state = jax.jit(optimizer.update)(
+          params, state, params, value=jnp.zeros([])
+      )
+      chex_types = jax.tree.map(jax.typeof, (state, new_state))
+      assert chex_types[0] == chex_types[1]
+      print(f"jit_init_explicit_sharding {criterion}: ok")
+
+
+def shard_map_data_parallel():
+  """Data parallelism: each device a slice of the batch, parameters
+  replicated, the loss pmean-ed inside the differentiated function."""
+  rng = np.random.default_rng(0)
+  features = jnp.asarray(rng.standard_normal((64, 6)))
+  targets = jnp.asarray(rng.standard_normal(64))
+
+  def local_loss(w, xs, ys):
+    return 0.5 * jnp.mean((xs @ w - ys) ** 2)
+
+  for criterion in CRITERIA:
+    optimizer = nagd.nagd(0.1, 0.9, restart=criterion)
+
+    def train(w, xs, ys):
+      def step(carry, _):
+        w, state = carry
+        value, grads = jax.value_and_grad(
+            lambda w: jax.lax.pmean(local_loss(w, xs, ys), "x")
+        )(w)
+        updates, state = optimizer.update(grads, state, w, value=value)
+        return (optax.apply_updates(w, updates), state), value
+
+      (w, state), values = jax.lax.scan(
+          step, (w, optimizer.init(w)), length=40
+      )
+      return w, optax.tree.get(state, "restarts"), values
+
+    parallel = jax.jit(
+        jax.shard_map(
+            train,
+            mesh=MESH,
+            in_specs=(P(), P("x"), P("x")),
+            out_specs=(P(), P(), P()),
+        )
+    )
+    w, restarts, values = parallel(jnp.zeros(6), features, targets)
+    expected_w, expected_restarts, expected_values = (
+        _single_device_regression(optimizer, features, targets)
+    )
+    np.testing.assert_allclose(values, expected_values, rtol=1e-9)
+    np.testing.assert_allclose(w, expected_w, rtol=1e-9, atol=1e-12)
+    assert int(restarts) == int(expected_restarts)
+    print(f"shard_map_data_parallel {criterion}: ok, restarts={int(restarts)}")
+
+
+def _single_device_regression(optimizer, features, targets):
+  def loss(w):
+    return 0.5 * jnp.mean((features @ w - targets) ** 2)
+
+  @jax.jit
+  def train(w):
+    def step(carry, _):
+      w, state = carry
+      value, grads = jax.value_and_grad(loss)(w)
+      updates, state = optimizer.update(grads, state, w, value=value)
+      return (optax.apply_updates(w, updates), state), value
+
+    (w, state), values = jax.lax.scan(step, (w, optimizer.init(w)), length=40)
+    return w, optax.tree.get(state, "restarts"), values
+
+  return train(jnp.zeros(6))
+
+
+def shard_map_sharded_parameters():
+  """Parameters sharded inside shard_map, with axis_name: the inner products
+  and norms of the restart tests are psum-ed, and every device takes the
+  decisions of the one-device run."""
+  lam, x0 = _quadratic()
+  for criterion in CRITERIA:
+    optimizer = _optimizer(criterion, axis_name="x")
+
+    def train(lam, x):
+      def step(carry, _):
+        x, state = carry
+        # The loss is a sum over all shards; its gradient is local.
+        value = jax.lax.psum(0.5 * jnp.sum(lam * x * x), "x")
+        updates, state = optimizer.update(lam * x, state, x, value=value)
+        return (optax.apply_updates(x, updates), state), None
+
+      (x, state), _ = jax.lax.scan(step, (x, optimizer.init(x)), length=STEPS)
+      return x, optax.tree.get(state, "restarts")
+
+    sharded = jax.jit(
+        jax.shard_map(
+            train, mesh=MESH, in_specs=(P("x"), P("x")),
+            out_specs=(P("x"), P()),
+        )
+    )
+    x, restarts = sharded(lam, x0)
+    expected_x, expected_state = _run_single_device(
+        _optimizer(criterion), lam, x0, STEPS
+    )
+    np.testing.assert_allclose(x, expected_x, rtol=1e-9, atol=1e-12)
+    assert int(restarts) == int(optax.tree.get(expected_state, "restarts"))
+    assert int(restarts) > 0
+    print(f"shard_map_sharded_parameters {criterion}: ok,"
+          f" restarts={int(restarts)}")
+
+
+CASES = {
+    "jit_named_sharding": jit_named_sharding,
+    "jit_init_explicit_sharding": jit_init_explicit_sharding,
+    "shard_map_data_parallel": shard_map_data_parallel,
+    "shard_map_sharded_parameters": shard_map_sharded_parameters,
+}
+
+assert set(CASES) == set(sharding_cases_names.CASES)
+
+if __name__ == "__main__":
+  assert jax.device_count() == 8, jax.devices()
+  CASES[sys.argv[1]]()
