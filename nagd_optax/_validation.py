@@ -12,6 +12,7 @@ import math
 import numbers
 from typing import Any, Callable
 
+import jax
 import numpy as np
 
 
@@ -76,7 +77,12 @@ def check_in_interval(
 
 
 def check_integer_at_least(value: Any, name: str, minimum: int) -> None:
-  """Raises ValueError unless ``value`` is an integer >= minimum."""
+  """Raises ValueError unless ``value`` is an integer >= minimum.
+
+  A JAX array (an injected hyperparameter) is not checked.
+  """
+  if isinstance(value, jax.Array):
+    return
   is_integer = isinstance(value, numbers.Integral) and not isinstance(
       value, bool
   )

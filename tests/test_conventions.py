@@ -259,6 +259,24 @@ def test_inject_hyperparams_matches_static_hyperparameters():
   assert float(injected_state.hyperparams["learning_rate"]) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize(
+    "restart", ["loss", "gradient", "speed", "interval", "on_demand"]
+)
+def test_inject_hyperparams_with_restart(restart):
+  kwargs = dict(restart=restart, loss_smoothing=0.5, min_interval=2)
+  injected = optax.inject_hyperparams(nagd.nagd)(
+      learning_rate=0.1, momentum=0.9, **kwargs
+  )
+  fixed = optax.with_extra_args_support(nagd.nagd(0.1, 0.9, **kwargs))
+  injected_params, injected_state = _run(injected, _params(), 6)
+  fixed_params, fixed_state = _run(fixed, _params(), 6)
+  chex.assert_trees_all_close(injected_params, fixed_params, rtol=1e-5,
+                              atol=1e-6)
+  assert optax.tree.get(injected_state, "restarts") == optax.tree.get(
+      fixed_state, "restarts"
+  )
+
+
 def test_inject_hyperparams_learning_rate_can_be_changed():
   injected = optax.inject_hyperparams(nagd.nagd)(learning_rate=0.1)
   params = _params()
