@@ -2,6 +2,8 @@
 
 import math
 
+import optax
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,3 +48,174 @@ def test_strongly_convex_momentum_closed_form(kappa, expected):
 def test_strongly_convex_momentum_rejects_bad_condition_number(kappa):
   with pytest.raises(ValueError, match="condition_number"):
     nagd.schedules.strongly_convex_momentum(kappa)
+
+
+# ----------------------------------------------------------------------------
+# Learning-rate schedules: closed forms at and around every boundary.
+
+S = nagd.schedules
+
+
+def _values(schedule, steps):
+  return np.array([float(schedule(k)) for k in steps])
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_warmup_of_a_constant(kind):
+  schedule = S.warmup(0.1, warmup_steps=10, kind=kind)
+  steps = [0, 1, 5, 9, 10, 11, 1000]
+  ramp = {"linear": lambda t: t, "cosine": lambda t: 0.5 * (1 - np.cos(np.pi * t))}
+  expected = [0.1 * ramp[kind](k / 10) if k < 10 else 0.1 for k in steps]
+  np.testing.assert_allclose(_values(schedule, steps), expected, rtol=1e-6,
+                             atol=1e-9)
+  if kind == "linear":
+    assert float(schedule(5)) == pytest.approx(0.05)
+
+
+def test_warmup_runs_the_wrapped_schedule_from_its_own_step_zero():
+  cosine = optax.cosine_decay_schedule(1.0, decay_steps=100, alpha=0.1)
+  schedule = S.warmup(cosine, warmup_steps=20, init_value=0.2)
+  for k in [0, 10, 19]:
+    assert float(schedule(k)) == pytest.approx(0.2 + 0.8 * k / 20, rel=1e-6)
+  for k in [20, 21, 70, 120, 200]:
+    closed_form = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(k - 20, 100) / 100))
+    assert float(schedule(k)) == pytest.approx(closed_form, rel=1e-6)
+
+
+def test_zero_warmup_is_the_schedule_itself():
+  schedule = S.warmup(0.3, warmup_steps=0)
+  np.testing.assert_allclose(_values(schedule, [0, 1, 50]), [0.3] * 3)
+
+
+@pytest.mark.parametrize("decay", ["linear", "cosine", "sqrt"])
+def test_wsd_closed_form(decay):
+  schedule = S.wsd(1.0, 10, 80, 10, decay=decay)
+  shape = {
+      "linear": lambda t: 1 - t,
+      "cosine": lambda t: 0.5 * (1 + np.cos(np.pi * t)),
+      "sqrt": lambda t: 1 - np.sqrt(t),
+  }[decay]
+  for k, expected in [(0, 0.0), (5, 0.5), (9, 0.9), (10, 1.0), (50, 1.0),
+                      (89, 1.0), (90, 1.0), (100, 0.0), (150, 0.0)]:
+    assert float(schedule(k)) == pytest.approx(expected, abs=1e-6), k
+  for k in [91, 95, 99]:
+    assert float(schedule(k)) == pytest.approx(shape((k - 90) / 10), abs=1e-6)
+  if decay == "linear":
+    assert float(schedule(95)) == pytest.approx(0.5)
+
+
+def test_wsd_end_value():
+  schedule = S.wsd(2.0, 0, 5, 10, end_value=0.5)
+  np.testing.assert_allclose(
+      _values(schedule, [0, 4, 5, 10, 15, 30]),
+      [2.0, 2.0, 2.0, 2.0 - 1.5 * 0.5, 0.5, 0.5],
+      rtol=1e-6,
+  )
+
+
+def test_inverse_sqrt_closed_form():
+  schedule = S.inverse_sqrt(0.5, warmup_steps=100)
+  for k in [0, 1, 50, 99]:
+    assert float(schedule(k)) == pytest.approx(0.5 * k / 100, abs=1e-7)
+  for k in [100, 101, 400, 10_000]:
+    assert float(schedule(k)) == pytest.approx(0.5 * np.sqrt(100 / k), rel=1e-6)
+
+
+def test_step_decay_closed_form():
+  schedule = S.step_decay(0.1, factor=0.5, every=30)
+  steps = [0, 29, 30, 31, 59, 60, 90, 299]
+  np.testing.assert_allclose(
+      _values(schedule, steps), [0.1 * 0.5 ** (k // 30) for k in steps],
+      rtol=1e-6,
+  )
+
+
+def test_sutskever_momentum_closed_form():
+  schedule = S.sutskever_momentum(0.99, every=250)
+  for t in [0, 249, 250, 499, 500, 2000, 30_000, 10**6]:
+    paper = min(1 - 2 ** (-1 - np.log2(np.floor(t / 250) + 1)), 0.99)
+    assert float(schedule(t)) == pytest.approx(paper, rel=1e-6), t
+
+
+SCHEDULES = {
+    "warmup": lambda: S.warmup(0.1, 10, kind="cosine"),
+    "wsd": lambda: S.wsd(1.0, 10, 80, 10, decay="sqrt"),
+    "inverse_sqrt": lambda: S.inverse_sqrt(1.0, 10),
+    "step_decay": lambda: S.step_decay(1.0, 0.5, 7),
+    "sutskever_momentum": lambda: S.sutskever_momentum(0.9, 5),
+    "nesterov_momentum": S.nesterov_momentum,
+    "strongly_convex_momentum": lambda: S.strongly_convex_momentum(50.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_schedules_jit_and_vmap_over_steps(name):
+  schedule = SCHEDULES[name]()
+  counts = jnp.arange(120, dtype=jnp.int32)
+  batched = jax.jit(jax.vmap(schedule))(counts)
+  one_by_one = np.array([float(schedule(int(k))) for k in counts])
+  assert batched.shape == (120,)
+  np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: S.warmup(0.1, -1), "warmup_steps"),
+        (lambda: S.warmup(0.1, 2.5), "warmup_steps"),
+        (lambda: S.warmup(0.1, 5, kind="exponential"), "kind"),
+        (lambda: S.wsd(1.0, -1, 10, 10), "warmup_steps"),
+        (lambda: S.wsd(1.0, 10, -5, 10), "stable_steps"),
+        (lambda: S.wsd(1.0, 10, 10, -1), "decay_steps"),
+        (lambda: S.wsd(1.0, 10, 10, 10, decay="step"), "decay"),
+        (lambda: S.inverse_sqrt(1.0, 0), "warmup_steps"),
+        (lambda: S.inverse_sqrt(1.0, -3), "warmup_steps"),
+        (lambda: S.step_decay(1.0, 0.5, 0), "every"),
+        (lambda: S.step_decay(1.0, 1.0, 10), "factor"),
+        (lambda: S.step_decay(1.0, 0.0, 10), "factor"),
+        (lambda: S.step_decay(1.0, 1.5, 10), "factor"),
+        (lambda: S.sutskever_momentum(1.0), "max_momentum"),
+        (lambda: S.sutskever_momentum(0.9, every=0), "every"),
+    ],
+)
+def test_nonsense_arguments_raise_naming_them(make, name):
+  with pytest.raises(ValueError, match=name):
+    make()
+
+
+def test_schedules_drive_nagd():
+  """A warmup + WSD learning rate and Sutskever's momentum, in nagd: the
+  updates are -lr_k (g + mu_k m_k) with the schedules' values."""
+  learning_rate = S.wsd(0.1, 3, 4, 3)
+  momentum = S.sutskever_momentum(0.9, every=2)
+  optimizer = nagd.nagd(learning_rate, momentum)
+  reference = nagd.nesterov_trace(momentum)
+  params = jnp.array([1.0, -1.0])
+  state, reference_state = optimizer.init(params), reference.init(params)
+  for k in range(12):
+    grads = jnp.sin(params + k)
+    updates, state = optimizer.update(grads, state, params)
+    direction, reference_state = reference.update(grads, reference_state)
+    np.testing.assert_allclose(
+        updates, -float(learning_rate(k)) * direction, rtol=1e-6, atol=1e-9
+    )
+
+
+def test_schedules_with_inject_hyperparams():
+  """Injected, a learning-rate schedule is evaluated by Optax at each step;
+  the steps equal those of the schedule passed to nagd directly."""
+  schedule = S.warmup(S.step_decay(0.2, 0.5, 3), warmup_steps=4)
+  injected = optax.inject_hyperparams(nagd.nagd)(
+      learning_rate=schedule, momentum=0.5
+  )
+  direct = nagd.nagd(schedule, 0.5)
+  params = jnp.ones(2)
+  state, direct_state = injected.init(params), direct.init(params)
+  for k in range(10):
+    grads = jnp.cos(params * k)
+    updates, state = injected.update(grads, state, params)
+    expected, direct_state = direct.update(grads, direct_state, params)
+    assert float(state.hyperparams["learning_rate"]) == pytest.approx(
+        float(schedule(k)), rel=1e-6, abs=1e-9
+    )
+    np.testing.assert_allclose(updates, expected, rtol=1e-6, atol=1e-9)

@@ -9,12 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from nagd_optax import _validation
-
-
-def _as_float(count: jax.typing.ArrayLike) -> jax.Array:
-  # int32 / int32 is float32 in JAX even with x64 enabled; divide in the
-  # default float type so that float64 runs get float64 momenta.
-  return jnp.asarray(count, dtype=jnp.result_type(float))
+from nagd_optax.schedules._counts import as_float
 
 
 def nesterov_momentum() -> optax.Schedule:
@@ -52,7 +47,7 @@ def nesterov_momentum() -> optax.Schedule:
   """
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-    k = _as_float(count)
+    k = as_float(count)
     return k / (k + 3.0)
 
   return schedule
@@ -91,6 +86,51 @@ def strongly_convex_momentum(condition_number: float) -> optax.Schedule:
   momentum = (root - 1.0) / (root + 1.0)
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:
-    return jnp.full(jnp.shape(count), momentum, dtype=jnp.result_type(float))
+    return jnp.full_like(as_float(count), momentum)
+
+  return schedule
+
+
+def sutskever_momentum(
+    max_momentum: float = 0.99, every: int = 250
+) -> optax.Schedule:
+  r"""The momentum schedule of Sutskever et al. for deep networks.
+
+  .. math::
+
+    \mu_t = \min\left(1 - 2^{-1 - \log_2(\lfloor t / n \rfloor + 1)},
+    \mu_{\max}\right) = \min\left(1 - \frac{1}{2(\lfloor t/n \rfloor + 1)},
+    \mu_{\max}\right),
+
+  i.e. 0.5, 0.75, 0.833, ... every :math:`n` steps, capped at
+  :math:`\mu_{\max}`. Pass it as the ``momentum`` of
+  :func:`nagd_optax.nagd` or :func:`nagd_optax.nesterov_trace`.
+
+  Args:
+    max_momentum: :math:`\mu_{\max} \in [0, 1)`.
+    every: :math:`n \ge 1` steps per stage.
+
+  Returns:
+    A momentum schedule (step count -> momentum), in the default float dtype.
+
+  Example:
+    >>> import nagd_optax as nagd
+    >>> schedule = nagd.schedules.sutskever_momentum(0.9, every=250)
+    >>> [round(float(schedule(t)), 4) for t in (0, 250, 500, 1250, 5000)]
+    [0.5, 0.75, 0.8333, 0.9, 0.9]
+
+  References:
+    Sutskever, Martens, Dahl & Hinton, `On the importance of initialization
+    and momentum in deep learning
+    <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
+  """
+  _validation.check_in_interval(
+      max_momentum, "max_momentum", 0.0, 1.0, include_low=True
+  )
+  _validation.check_integer_at_least(every, "every", 1)
+
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+    stage = jnp.floor(as_float(count) / every)
+    return jnp.minimum(1.0 - 1.0 / (2.0 * (stage + 1.0)), max_momentum)
 
   return schedule
