@@ -2,11 +2,14 @@
 
 Composable :class:`optax.GradientTransformation` s: an exact Nesterov momentum
 trace (constant momentum or schedules), adaptive restart of any
-transformation's state, and the one-call optimizer :func:`nagd`.
+transformation's state, loss-driven learning-rate control, warmup/decay and
+momentum schedules, and the one-call optimizer :func:`nagd`.
 """
 
 from nagd_optax import schedules
 from nagd_optax._alias import nagd
+from nagd_optax._plateau import scale_on_plateau
+from nagd_optax._plateau import ScaleOnPlateauState
 from nagd_optax._restart import restart
 from nagd_optax._restart import RestartState
 from nagd_optax._trace import nesterov_trace
@@ -17,8 +20,10 @@ __version__ = "0.1.0"
 __all__ = [
     "NesterovTraceState",
     "RestartState",
+    "ScaleOnPlateauState",
     "nagd",
     "nesterov_trace",
     "restart",
+    "scale_on_plateau",
     "schedules",
 ]

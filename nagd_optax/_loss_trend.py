@@ -10,7 +10,7 @@ standard error*, which these statistics estimate from the data.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,27 @@ class LossTrend(NamedTuple):
   mean: jax.Array
   noise: jax.Array
   count: jax.Array
+
+
+def scalar_loss(value: Any, who: str) -> jax.Array:
+  """``value`` as a scalar array; TypeError/ValueError naming ``value``.
+
+  Args:
+    value: what was passed as ``value=`` (None when nothing was).
+    who: the transformation that needs it, for the error message.
+  """
+  if value is None:
+    raise TypeError(
+        f"{who} needs the loss at the current parameters: call"
+        " update(updates, state, params, value=loss)."
+    )
+  value = jnp.asarray(value)
+  if value.ndim != 0:
+    raise ValueError(
+        f"value must be a scalar loss, got an array of shape {value.shape};"
+        " reduce it (e.g. with jnp.mean) before passing it."
+    )
+  return value
 
 
 def widest_float() -> jnp.dtype:
@@ -88,3 +109,12 @@ def standard_error(
   debias = 1 - jnp.power(jnp.asarray(smoothing, trend.noise.dtype), innovations)
   variance = jnp.where(innovations > 0, trend.noise / debias, 0.0)
   return jnp.sqrt(variance * (1 - smoothing) / 2)
+
+
+def settled(trend: LossTrend, smoothing: float | jax.Array) -> jax.Array:
+  """Whether the average has seen about 1/(1 - s) losses (its time constant).
+
+  Before that it leans on its first few values, whose noise is not yet
+  averaged out; decisions compare against it only once it has settled.
+  """
+  return trend.count >= 1.0 / (1.0 - smoothing)

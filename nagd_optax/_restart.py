@@ -84,21 +84,6 @@ def _tree_inner_product(a, b, axis_name) -> jax.Array:
   return total if axis_name is None else jax.lax.psum(total, axis_name)
 
 
-def _validate_value(value: Any) -> jax.Array:
-  if value is None:
-    raise TypeError(
-        "restart(criterion='loss') needs the loss at the current parameters:"
-        " call update(updates, state, params, value=loss)."
-    )
-  value = jnp.asarray(value)
-  if value.ndim != 0:
-    raise ValueError(
-        f"value must be a scalar loss, got an array of shape {value.shape};"
-        " reduce it (e.g. with jnp.mean) before passing it."
-    )
-  return value
-
-
 def restart(
     inner: optax.GradientTransformation,
     criterion: Criterion = "loss",
@@ -134,7 +119,8 @@ def restart(
     moving average of the loss rose above its lowest value since the last
     restart by more than ``noise_tolerance`` :math:`z` of its own standard
     errors, estimated from the losses. (Consecutive smoothed values alone do
-    not help: their difference has the sign of the raw noise.)
+    not help: their difference has the sign of the raw noise.) The first
+    :math:`1/(1 - s)` losses only set the reference.
     ``loss_smoothing=0.98`` keeps restarts on noisy minibatch losses rare.
   - ``"gradient"``: the momentum points uphill,
     :math:`\langle g_k, m_k \rangle < 0`, i.e.
@@ -275,10 +261,12 @@ def restart(
         0.0,
     )
     finite = jnp.isfinite(value)
-    rose = allowed & finite & (trend.mean > memory.lowest + margin)
-    # After a restart, rises are measured from the level it started at.
+    settled = _loss_trend.settled(trend, loss_smoothing)
+    rose = allowed & finite & settled & (trend.mean > memory.lowest + margin)
+    # After a restart, rises are measured from the level it started at; until
+    # the average settles, the reference simply follows it.
     lowest = jnp.where(
-        rose,
+        finite & (rose | ~settled),
         trend.mean,
         jnp.where(finite, jnp.minimum(memory.lowest, trend.mean), memory.lowest),
     )
@@ -308,7 +296,9 @@ def restart(
       rose, memory = loss_rose(
           memory,
           state.steps_since_restart >= min_interval,
-          _validate_value(extra_args.get("value")),
+          _loss_trend.scalar_loss(
+              extra_args.get("value"), "restart(criterion='loss')"
+          ),
       )
       reset = reset | rose
     # A fresh state is a constant (zeros, count 0): selecting it is fused

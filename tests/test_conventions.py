@@ -48,6 +48,18 @@ OPTIMIZERS = {
     "restart_adam_gradient": lambda: nagd.restart(
         optax.adam(0.1), "gradient", momentum_field="mu"
     ),
+    "plateau_in_chain": lambda: optax.chain(
+        nagd.nagd(nagd.schedules.wsd(0.1, 2, 2, 2), 0.9),
+        nagd.scale_on_plateau(0.5, patience=2),
+    ),
+    "plateau_restarting_inner": lambda: nagd.scale_on_plateau(
+        0.5,
+        patience=2,
+        loss_smoothing=0.5,
+        inner=nagd.nagd(0.1, nagd.schedules.sutskever_momentum(0.9, 2),
+                        restart="on_demand"),
+        restart_momentum=True,
+    ),
 }
 
 
