@@ -1,0 +1,135 @@
+"""Main demo: a small CNN on scikit-learn's digits, nagd against Optax.
+
+Trains the same CNN on the 1797 real 8x8 digits bundled with scikit-learn
+(80/20 stratified split) under the same step budget with
+
+  * nagd: warmup + cosine learning rate, momentum 0.9, restart on a rise of
+    the smoothed minibatch loss (the noise-robust setting,
+    loss_smoothing=0.98),
+  * optax.sgd(nesterov=True) with the same learning-rate schedule,
+  * both again with momentum 0.99, nagd restarting when its momentum points
+    uphill (restart="gradient"): restart is what makes high momentum safe,
+  * optax.adamw with its usual warmup + cosine schedule,
+
+and prints a table (final test accuracy, steps to 97% test accuracy, wall
+time, restarts) and writes it, with a PNG of the loss and accuracy curves, to
+examples/results/. Runs in well under 2 minutes on a 2-core CPU.
+
+Run:  python examples/digits.py [--steps 600] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from flax import nnx
+import optax
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TARGET = 0.97
+
+
+def optimizers(steps: int, learning_rate: float, high_momentum_learning_rate:
+               float, adam_learning_rate: float):
+  """The contenders, each with warmup over the first 5% of the steps."""
+  warmup_steps = max(1, steps // 20)
+
+  def schedule(peak):
+    return nagd.schedules.warmup(
+        optax.cosine_decay_schedule(peak, steps - warmup_steps), warmup_steps
+    )
+
+  return {
+      "nagd (restart=loss, smoothed)": nagd.nagd(
+          schedule(learning_rate), 0.9, restart="loss", loss_smoothing=0.98
+      ),
+      "optax.sgd(nesterov=True)": optax.sgd(
+          schedule(learning_rate), 0.9, nesterov=True
+      ),
+      "nagd, momentum 0.99, restart=gradient": nagd.nagd(
+          schedule(high_momentum_learning_rate), 0.99, restart="gradient"
+      ),
+      "optax.sgd(nesterov=True), momentum 0.99": optax.sgd(
+          schedule(high_momentum_learning_rate), 0.99, nesterov=True
+      ),
+      "optax.adamw": optax.adamw(schedule(adam_learning_rate),
+                                 weight_decay=1e-4),
+  }
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=600)
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--learning-rate", type=float, default=0.1)
+  parser.add_argument("--high-momentum-learning-rate", type=float,
+                      default=0.05)
+  parser.add_argument("--adam-learning-rate", type=float, default=3e-3)
+  parser.add_argument("--eval-every", type=int, default=10)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--output-dir", type=pathlib.Path,
+                      default=common.RESULTS)
+  args = parser.parse_args(argv)
+
+  data = common.load_digits(args.seed)
+  histories = []
+  contenders = optimizers(args.steps, args.learning_rate,
+                          args.high_momentum_learning_rate,
+                          args.adam_learning_rate)
+  for name, tx in tqdm(contenders.items(), desc="optimizers"):
+    model = common.CNN(side=8, rngs=nnx.Rngs(args.seed))
+    histories.append(common.fit(
+        name, model, tx, data, steps=args.steps, batch_size=args.batch_size,
+        eval_every=args.eval_every, seed=args.seed, progress=tqdm,
+    ))
+
+  rows = []
+  for history in histories:
+    reached = history.steps_to(TARGET)
+    rows.append((
+        history.name,
+        f"{history.test_accuracy[-1]:.4f}",
+        f"{history.test_loss[-1]:.4f}",
+        reached if reached is not None else f"> {args.steps}",
+        f"{history.seconds:.1f}",
+        "-" if history.restarts is None else history.restarts,
+    ))
+  table = common.markdown_table(
+      ["optimizer", "final test accuracy", "final test loss",
+       f"steps to {TARGET:.0%}", "train wall s", "restarts"],
+      rows,
+  )
+  header = (
+      f"Digits CNN, {len(data.x_train)} train / {len(data.x_test)} test"
+      f" images, {args.steps} steps of batch {args.batch_size}, seed"
+      f" {args.seed}; test accuracy measured every {args.eval_every} steps;"
+      f" learning rates: {args.learning_rate} (momentum 0.9),"
+      f" {args.high_momentum_learning_rate} (momentum 0.99),"
+      f" {args.adam_learning_rate} (AdamW), each peak of a warmup + cosine"
+      " schedule."
+  )
+  if contenders and histories[0].restarts == 0:
+    header += (" nagd at momentum 0.9 never restarted here, so its run is"
+               " optax.sgd(nesterov=True)'s to the last bit (same rows).")
+  print(header)
+  print(table)
+  args.output_dir.mkdir(parents=True, exist_ok=True)
+  (args.output_dir / "digits.md").write_text(
+      f"# Digits demo\n\n{header}\n\nGenerated by `python examples/digits.py"
+      f"`.\n\n{table}\n\n![curves](digits.png)\n"
+  )
+  common.plot_histories(histories, args.output_dir / "digits.png",
+                        "CNN on scikit-learn digits", target=TARGET)
+  print(f"wrote {args.output_dir / 'digits.md'} and digits.png")
+  return histories
+
+
+if __name__ == "__main__":
+  main()
