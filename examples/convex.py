@@ -1,0 +1,185 @@
+"""Convex problems: gradient descent, Nesterov, and Nesterov with restarts.
+
+Two smooth convex problems in float64, step 1/L:
+
+  * L2-regularised logistic regression on scikit-learn's breast_cancer
+    (569 patients, 30 standardised features plus a bias), f* by Newton's
+    method;
+  * an ill-conditioned quadratic f(x) = 0.5 sum_i lam_i x_i^2 (n = 500,
+    lam log-spaced from 1 to 1/kappa, f* = 0).
+
+Each is solved by gradient descent, optax.sgd(nesterov=True) with momentum
+0.9, Nesterov's method (momentum (k-1)/(k+2)) without restart and with each
+restart scheme, and, for the quadratic, the optimal constant momentum that
+needs kappa. Prints the iterations to the target relative gap and writes a
+log-scale plot of f - f* against iterations to examples/results/convex.png.
+
+Run:  python examples/convex.py [--regularization 1e-3] [--kappa 1e4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.datasets import load_breast_cancer
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def logistic_regression(regularization: float):
+  """Returns the objective, its smoothness constant L and x0 = 0."""
+  features, labels = load_breast_cancer(return_X_y=True)
+  features = (features - features.mean(0)) / features.std(0)
+  features = np.hstack([features, np.ones((len(features), 1))])
+  a = jnp.asarray(features * (2.0 * labels - 1.0)[:, None])
+
+  def objective(w):
+    return jnp.mean(jnp.logaddexp(0.0, -a @ w)) + 0.5 * regularization * w @ w
+
+  # The logistic loss has curvature <= 1/4.
+  smoothness = 0.25 * np.linalg.eigvalsh(features.T @ features).max() / len(
+      features
+  ) + regularization
+  return objective, smoothness, jnp.zeros(a.shape[1])
+
+
+def quadratic(condition_number: float, n: int = 500):
+  """Returns the objective, L = 1 and x0 ~ N(0, I) (default_rng(0))."""
+  lam = jnp.asarray(np.logspace(0.0, -np.log10(condition_number), n))
+
+  def objective(x):
+    return 0.5 * jnp.sum(lam * x * x)
+
+  return objective, 1.0, jnp.asarray(np.random.default_rng(0).standard_normal(n))
+
+
+def minimum(objective, x0, iterations=30):
+  """f* by Newton's method (the problems are small: the Hessian is cheap)."""
+  x = x0
+  for _ in range(iterations):
+    x = x - jnp.linalg.solve(jax.hessian(objective)(x), jax.grad(objective)(x))
+  return float(objective(x))
+
+
+def solve(optimizer, objective, x0, steps):
+  """The objective at every iterate, from one jitted scan."""
+
+  @jax.jit
+  def run(x):
+    def step(carry, _):
+      x, state = carry
+      value, grad = jax.value_and_grad(objective)(x)
+      updates, state = optimizer.update(grad, state, x, value=value)
+      return (optax.apply_updates(x, updates), state), value
+
+    return jax.lax.scan(step, (x, optimizer.init(x)), length=steps)[1]
+
+  return np.asarray(run(x0))
+
+
+def methods(step_size: float, condition_number: float | None):
+  nesterov = nagd.schedules.nesterov_momentum()
+  contenders = {
+      "gradient descent": nagd.nagd(step_size, 0.0),
+      "optax.sgd(nesterov=True), momentum 0.9": optax.sgd(
+          step_size, 0.9, nesterov=True
+      ),
+      "Nesterov, no restart": nagd.nagd(step_size, nesterov),
+  }
+  for criterion in ("loss", "gradient", "speed"):
+    contenders[f"Nesterov, restart={criterion}"] = nagd.nagd(
+        step_size, nesterov, restart=criterion
+    )
+  if condition_number is not None:
+    contenders["constant momentum from kappa (needs mu)"] = nagd.nagd(
+        step_size, nagd.schedules.strongly_convex_momentum(condition_number)
+    )
+  return contenders
+
+
+def compare(name, objective, smoothness, x0, gap, steps, condition_number):
+  """Iterations to the relative gap, and the f - f* curves, per method."""
+  f_star = minimum(objective, x0)
+  f0 = float(objective(x0))
+  curves, iterations = {}, {}
+  for method, optimizer in methods(1.0 / smoothness,
+                                   condition_number).items():
+    values = solve(optimizer, objective, x0, steps)
+    curves[method] = np.maximum(values - f_star, 1e-300)
+    reached = np.nonzero((values - f_star) <= gap * (f0 - f_star))[0]
+    iterations[method] = int(reached[0]) if reached.size else None
+  return {"name": name, "f*": f_star, "iterations": iterations,
+          "curves": curves}
+
+
+PLOTTED_ITERATIONS = 5000
+
+
+def plot(results, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  figure, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 4.5))
+  for axis, result in zip(np.atleast_1d(axes), results):
+    top = 0.0
+    for method, curve in result["curves"].items():
+      axis.semilogy(curve[:PLOTTED_ITERATIONS], label=method, lw=1.2)
+      top = max(top, float(curve[0]))
+    axis.set(title=result["name"], xlabel="iteration", ylabel="f - f*")
+    axis.set_ylim(1e-14, 10 * top)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+  figure.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--regularization", type=float, default=1e-3)
+  parser.add_argument("--kappa", type=float, default=1e4)
+  parser.add_argument("--steps", type=int, default=20000)
+  parser.add_argument("--gap", type=float, default=1e-8)
+  parser.add_argument("--output-dir", type=pathlib.Path,
+                      default=common.RESULTS)
+  parser.add_argument("--no-plot", action="store_true")
+  args = parser.parse_args(argv)
+
+  # Relative gaps of 1e-8 need float64.
+  with jax.enable_x64(True):
+    results = [
+        compare(f"breast_cancer logistic regression, lambda ="
+                f" {args.regularization:g}",
+                *logistic_regression(args.regularization), args.gap,
+                args.steps, None),
+        compare(f"quadratic, kappa = {args.kappa:g}", *quadratic(args.kappa),
+                args.gap, args.steps, args.kappa),
+    ]
+  for result in results:
+    print(f"{result['name']}: f* = {result['f*']:.12f}; iterations to a"
+          f" relative gap of {args.gap:g}")
+    print(common.markdown_table(
+        ["method", "iterations"],
+        [(method, f"> {args.steps}" if count is None else count)
+         for method, count in result["iterations"].items()],
+    ))
+  if not args.no_plot:
+    plot(results, args.output_dir / "convex.png")
+    print(f"wrote {args.output_dir / 'convex.png'}")
+  return results
+
+
+if __name__ == "__main__":
+  main()
