@@ -1,0 +1,290 @@
+"""Convergence on convex problems: iterations to tolerance, against theory.
+
+Problems (float64, step 1/L, all from DESIGN.md):
+
+  * the quadratic 0.5 sum_i lam_i x_i^2, n = 500, kappa = 1e2 .. 1e5,
+    tolerance (f - f*)/(f0 - f*) <= 1e-10;
+  * L2-regularised logistic regression on breast_cancer, lambda = 1e-2 ..
+    1e-4, relative gap 1e-8 (f* by Newton's method);
+  * Rosenbrock from (-1.2, 1), step 1e-3, until f <= 1e-10;
+  * Nesterov's worst-case tridiagonal quadratic (n = 10001, x0 = 0),
+    relative gap 1e-3.
+
+Methods: gradient descent, optax.sgd with momentum 0.9 (heavy ball and
+Nesterov), optax.adam (learning rate best of a grid), nagd with Nesterov's
+momentum (k-1)/(k+2) without restart and with each restart criterion, and
+Nesterov with the optimal constant momentum that needs mu (where the problem
+is strongly convex). Beside them, the first-order lower bound. Writes
+results/convergence.md and results/convergence.png.
+
+Run:  python -m benchmarks.convergence [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import nagd_optax as nagd
+from benchmarks import _common
+
+ADAM_GRID = (1e-1, 1e-2, 1e-3)
+CURVE_STEPS = 5000
+# One panel per family: the first of each list that was run.
+PLOTTED = (
+    ("quadratic kappa=10000", "quadratic kappa=1000"),
+    ("logistic lambda=0.001", "logistic lambda=0.01"),
+    ("Rosenbrock",),
+    ("worst-case tridiagonal n=10001",),
+)
+
+
+# ----------------------------------------------------------------------------
+# Problems: (value_and_grad, x0, step size 1/L, strong convexity mu or None,
+# target value for "converged", f*, lower bound on the iterations).
+
+
+def quadratic(kappa: float):
+  lam = np.logspace(0.0, -np.log10(kappa), 500)
+  x0 = np.random.default_rng(0).standard_normal(500)
+  lam_jax = jnp.asarray(lam)
+
+  def value_and_grad(x):
+    return 0.5 * jnp.sum(lam_jax * x * x), lam_jax * x
+
+  tolerance = 1e-10
+  f0 = 0.5 * float(np.sum(lam * x0**2))
+  # Nesterov (2004), Thm 2.1.13: ||x_k - x*|| >= q^k ||x0 - x*||, q =
+  # (sqrt(kappa) - 1)/(sqrt(kappa) + 1), so (f_k - f*)/(f0 - f*) >= q^2k /
+  # kappa for the worst problem of the class.
+  q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+  bound = math.ceil(math.log(1 / (tolerance * kappa)) / (2 * math.log(1 / q)))
+  return dict(value_and_grad=value_and_grad, x0=x0, step=1.0, mu=1 / kappa,
+              target=tolerance * f0, f_star=0.0, bound=max(bound, 1))
+
+
+def logistic(regularization: float):
+  from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
+
+  features, labels = load_breast_cancer(return_X_y=True)
+  features = (features - features.mean(0)) / features.std(0)
+  features = np.hstack([features, np.ones((len(features), 1))])
+  a = jnp.asarray(features * (2.0 * labels - 1.0)[:, None])
+
+  def objective(w):
+    return jnp.mean(jnp.logaddexp(0.0, -a @ w)) + 0.5 * regularization * w @ w
+
+  smoothness = 0.25 * np.linalg.eigvalsh(features.T @ features).max() / len(
+      features) + regularization
+  x0 = jnp.zeros(a.shape[1])
+  w = x0
+  for _ in range(30):  # Newton's method for f*
+    w = w - jnp.linalg.solve(jax.hessian(objective)(w), jax.grad(objective)(w))
+  f_star, f0 = float(objective(w)), float(objective(x0))
+  tolerance = 1e-8
+  kappa = smoothness / regularization
+  q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+  bound = math.ceil(math.log(1 / (tolerance * kappa)) / (2 * math.log(1 / q)))
+  return dict(value_and_grad=jax.value_and_grad(objective), x0=x0,
+              step=1 / smoothness, mu=regularization,
+              target=f_star + tolerance * (f0 - f_star), f_star=f_star,
+              bound=max(bound, 1))
+
+
+def rosenbrock():
+  def objective(x):
+    return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+
+  return dict(value_and_grad=jax.value_and_grad(objective),
+              x0=jnp.array([-1.2, 1.0]), step=1e-3, mu=None, target=1e-10,
+              f_star=0.0, bound=None)
+
+
+def worst_case(n: int = 10001):
+  """Nesterov's tridiagonal function, L = 1, as a stencil (no dense matrix)."""
+
+  def value_and_grad(x):
+    padded = jnp.pad(x, 1)
+    ax = 0.25 * (2 * x - padded[:-2] - padded[2:])
+    gradient = ax.at[0].add(-0.25)
+    return 0.5 * x @ ax - 0.25 * x[0], gradient
+
+  f_star = (-1 + 1 / (n + 1)) / 8
+  tolerance = 1e-3
+  # From x0 = 0, iterate k lies in span(e_1..e_k), where f >= (-1 +
+  # 1/(k+1))/8: solve that bound for the tolerance.
+  bound = math.ceil(1 / (tolerance * (1 - 1 / (n + 1)) + 1 / (n + 1)) - 1)
+  return dict(value_and_grad=value_and_grad, x0=jnp.zeros(n), step=1.0,
+              mu=None, target=f_star + tolerance * (0.0 - f_star),
+              f_star=f_star, bound=bound)
+
+
+# ----------------------------------------------------------------------------
+
+
+def methods(step: float, mu: float | None):
+  """The contenders; Adam's entry is a function of its learning rate."""
+  nesterov = nagd.schedules.nesterov_momentum()
+  contenders = {
+      "GD": nagd.nagd(step, 0.0),
+      "optax.sgd heavy ball 0.9": optax.sgd(step, 0.9),
+      "optax.sgd Nesterov 0.9": optax.sgd(step, 0.9, nesterov=True),
+      "optax.adam (best lr)": optax.adam,
+      "nagd (k-1)/(k+2)": nagd.nagd(step, nesterov),
+      "nagd + restart=loss": nagd.nagd(step, nesterov, restart="loss"),
+      "nagd + restart=gradient": nagd.nagd(step, nesterov, restart="gradient"),
+      "nagd + restart=speed": nagd.nagd(step, nesterov, restart="speed"),
+  }
+  if mu is not None:
+    contenders["Nesterov, optimal constant (needs mu)"] = nagd.nagd(
+        step, nagd.schedules.strongly_convex_momentum(1 / (step * mu))
+    )
+  return contenders
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 4))
+def _iterations(optimizer, value_and_grad, x0, target, max_steps):
+  def not_done(carry):
+    x, _, k = carry
+    return (value_and_grad(x)[0] > target) & (k < max_steps)
+
+  def step(carry):
+    x, state, k = carry
+    value, grads = value_and_grad(x)
+    updates, state = optimizer.update(grads, state, x, value=value)
+    return optax.apply_updates(x, updates), state, k + 1
+
+  return jax.lax.while_loop(not_done, step, (x0, optimizer.init(x0), 0))[2]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 3))
+def _curve(optimizer, value_and_grad, x0, steps):
+  def step(carry, _):
+    x, state = carry
+    value, grads = value_and_grad(x)
+    updates, state = optimizer.update(grads, state, x, value=value)
+    return (optax.apply_updates(x, updates), state), value
+
+  return jax.lax.scan(step, (x0, optimizer.init(x0)), length=steps)[1]
+
+
+def iterations(optimizer, problem, max_steps) -> int | None:
+  k = int(_iterations(optimizer, problem["value_and_grad"],
+                      jnp.asarray(problem["x0"]), problem["target"],
+                      max_steps))
+  return None if k >= max_steps else k
+
+
+def run_problem(problem, max_steps):
+  """Iterations per method (Adam: its best learning rate), and curves."""
+  counts, curves = {}, {}
+  for name, optimizer in methods(problem["step"], problem["mu"]).items():
+    if name.startswith("optax.adam"):
+      tried = {lr: iterations(optimizer(lr), problem, max_steps)
+               for lr in ADAM_GRID}
+      reached = {lr: k for lr, k in tried.items() if k is not None}
+      best = min(reached, key=reached.get) if reached else ADAM_GRID[0]
+      counts[name] = (tried[best], f"lr {best:g}")
+      optimizer = optimizer(best)
+    else:
+      counts[name] = (iterations(optimizer, problem, max_steps), "")
+    values = np.asarray(_curve(optimizer, problem["value_and_grad"],
+                               jnp.asarray(problem["x0"]), CURVE_STEPS))
+    curves[name] = np.maximum(values - problem["f_star"], 1e-300)
+  return counts, curves
+
+
+def problems(quick: bool):
+  kappas = (1e2, 1e3) if quick else (1e2, 1e3, 1e4, 1e5)
+  regularizations = (1e-2,) if quick else (1e-2, 1e-3, 1e-4)
+  table = {f"quadratic kappa={k:g}": (lambda k=k: quadratic(k)) for k in kappas}
+  table.update({f"logistic lambda={r:g}": (lambda r=r: logistic(r))
+                for r in regularizations})
+  table["Rosenbrock"] = rosenbrock
+  table["worst-case tridiagonal n=10001"] = worst_case
+  return table
+
+
+def plot(curves_by_problem, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  names = list(curves_by_problem)
+  figure, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5))
+  for axis, name in zip(np.atleast_1d(axes), names):
+    curves = curves_by_problem[name]
+    top = max(float(c[0]) for c in curves.values())
+    for method, curve in curves.items():
+      axis.semilogy(curve, label=method, lw=1.1)
+    axis.set(title=name, xlabel="iteration", ylabel="f - f*",
+             ylim=(1e-14, 10 * top))
+    axis.grid(alpha=0.3)
+  np.atleast_1d(axes)[0].legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=90)
+  plt.close(figure)
+
+
+def main(argv=None) -> str:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--no-write", action="store_true")
+  args = parser.parse_args(argv)
+  max_steps = 100_000 if args.quick else 1_000_000
+
+  start = time.perf_counter()
+  columns, rows, curves_by_problem = None, [], {}
+  with jax.enable_x64(True):
+    for name, make in problems(args.quick).items():
+      problem = make()
+      counts, curves = run_problem(problem, max_steps)
+      curves_by_problem[name] = curves
+      columns = columns or list(counts)
+      cells = []
+      for method in columns:
+        if method not in counts:
+          cells.append("n/a")
+          continue
+        count, note = counts[method]
+        text = f"> {max_steps:,}" if count is None else f"{count:,}"
+        cells.append(f"{text} ({note})" if note else text)
+      bound = problem["bound"]
+      rows.append((name, *cells, "-" if bound is None else f"{bound:,}"))
+  header = ["problem", *columns, "lower bound"]
+  table = _common.markdown_table(header, rows)
+  text = "\n".join([
+      "# Convergence: iterations to tolerance\n",
+      f"Machine and versions: {_common.environment()}.\n",
+      "float64, step 1/L. Tolerances: quadratic (f - f*)/(f0 - f*) <= 1e-10;"
+      " logistic relative gap 1e-8; Rosenbrock f <= 1e-10; worst-case"
+      " tridiagonal relative gap 1e-3. optax.sgd uses momentum 0.9; Adam's"
+      f" learning rate is the best of {ADAM_GRID}. The lower bound is"
+      " Nesterov's for first-order methods on the problem class (strongly"
+      " convex: q^2k / kappa with q = (sqrt(kappa)-1)/(sqrt(kappa)+1); worst"
+      " case: span(e_1..e_k)); 'n/a': the problem is not strongly convex."
+      " Reproduce with `python -m benchmarks.convergence`.\n",
+      table,
+      "\n![convergence](convergence.png)\n",
+      f"Ran in {time.perf_counter() - start:.0f} s.",
+  ])
+  print(text)
+  if not args.no_write:
+    print("wrote", _common.write("convergence.md", text))
+    plotted = [next(n for n in preferences if n in curves_by_problem)
+               for preferences in PLOTTED]
+    plot({name: curves_by_problem[name] for name in plotted},
+         f"{_common.RESULTS}/convergence.png")
+  return text
+
+
+if __name__ == "__main__":
+  main()
