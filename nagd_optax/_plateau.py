@@ -25,6 +25,17 @@ class ScaleOnPlateauState(NamedTuple):
     lowered: whether this update lowered the scale.
     inner_state: the wrapped transformation's state (``EmptyState`` when
       there is none).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import nagd_optax as nagd
+    >>> optimizer = nagd.scale_on_plateau(0.5, patience=2)
+    >>> state = optimizer.init(jnp.zeros(1))
+    >>> for loss in [1.0, 1.0, 1.0]:
+    ...   _, state = optimizer.update(jnp.zeros(1), state, value=loss)
+    >>> float(optax.tree.get(state, "scale"))
+    0.5
   """
 
   scale: jax.Array

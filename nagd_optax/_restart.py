@@ -33,6 +33,18 @@ class RestartState(NamedTuple):
     memory: what the criterion keeps between steps (scalars only): the loss
       statistics for ``"loss"``, the last step's squared length for
       ``"speed"``, nothing for the others.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import nagd_optax as nagd
+    >>> optimizer = nagd.nagd(0.1, restart="loss")
+    >>> params = jnp.ones(2)
+    >>> state = optimizer.init(params)
+    >>> for loss in [3.0, 2.0, 2.5]:  # the last one rose: restart
+    ...   _, state = optimizer.update(params, state, params, value=loss)
+    >>> int(optax.tree.get(state, "restarts"))
+    1
   """
 
   inner_state: optax.OptState

@@ -18,6 +18,13 @@ class NesterovTraceState(NamedTuple):
     count: steps taken since ``init`` (or since the last restart), int32. A
       momentum schedule is evaluated at this count.
     trace: the momentum buffer ``m``, one array per parameter.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import nagd_optax as nagd
+    >>> state = nagd.nesterov_trace(0.9).init({"w": jnp.zeros(3)})
+    >>> int(state.count), state.trace["w"].shape
+    (0, (3,))
   """
 
   count: jax.Array

@@ -229,6 +229,11 @@ def step_decay(init_value: float, factor: float, every: int) -> optax.Schedule:
     >>> schedule = nagd.schedules.step_decay(0.1, factor=0.5, every=30)
     >>> [round(float(schedule(k)), 4) for k in (0, 29, 30, 60)]
     [0.1, 0.1, 0.05, 0.025]
+
+  References:
+    He, Zhang, Ren & Sun, `Deep Residual Learning for Image Recognition
+    <https://arxiv.org/abs/1512.03385>`_, 2016 (the step schedule of
+    ImageNet training).
   """
   _validation.check_in_interval(factor, "factor", 0.0, 1.0)
   _validation.check_integer_at_least(every, "every", 1)

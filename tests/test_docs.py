@@ -1,0 +1,33 @@
+"""The documentation site builds offline, with warnings as errors."""
+
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def test_docs_build_without_warnings(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b",
+       "html", str(ROOT / "docs"), str(tmp_path)],
+      capture_output=True, text=True, timeout=300, check=False,
+  )
+  assert result.returncode == 0, result.stdout + result.stderr
+  built = {p.name for p in tmp_path.rglob("*.html")}
+  assert {"index.html", "api.html", "restart.html", "benchmarks.html"} <= built
+
+
+def test_every_public_name_is_documented_with_an_example():
+  import nagd_optax  # pylint: disable=g-import-not-at-top
+
+  api = (ROOT / "docs" / "api.md").read_text()
+  names = [f"nagd_optax.{n}" for n in nagd_optax.__all__ if n != "schedules"]
+  names += [f"nagd_optax.schedules.{n}"
+            for n in nagd_optax.schedules.__all__]
+  for name in names:
+    assert name in api, f"{name} has no entry in docs/api.md"
+    obj = nagd_optax
+    for part in name.split(".")[1:]:
+      obj = getattr(obj, part)
+    assert ">>>" in (obj.__doc__ or ""), f"{name}'s docstring has no example"
