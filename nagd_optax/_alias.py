@@ -71,8 +71,11 @@ def nagd(
       ``shard_map``/``pmap``, so that restart decisions agree on all devices.
 
   Returns:
-    An :class:`optax.GradientTransformationExtraArgs`; extra keyword
-    arguments of ``update`` (such as ``value=``) are accepted and ignored.
+    An :class:`optax.GradientTransformationExtraArgs`. ``update`` accepts
+    extra keyword arguments: ``value=`` (the loss, required with
+    ``restart="loss"``, ignored otherwise) and ``restart=`` (an on-demand
+    restart, obeyed when ``restart`` is not None: without a restart
+    criterion there is nothing to restart and Optax drops the argument).
 
   Example:
     >>> import jax
@@ -103,6 +106,28 @@ def nagd(
       learning_rate, "learning_rate", 0.0, schedule_ok=True
   )
   _validation.check_at_least(weight_decay, "weight_decay", 0.0)
+
+  if restart is not None and restart not in _restart.CRITERIA:
+    raise ValueError(
+        f"restart must be None or one of"
+        f" {', '.join(map(repr, _restart.CRITERIA))}; got {restart!r}."
+    )
+  if restart is None:
+    unused = [
+        name for name, given in (
+            # Checked on concrete numbers only: inject_hyperparams passes
+            # even the default as an array.
+            ("loss_smoothing",
+             _validation.concrete_number(loss_smoothing) not in (None, 0.0)),
+            ("min_interval", min_interval is not None),
+            ("axis_name", axis_name is not None),
+        ) if given
+    ]
+    if unused:
+      raise ValueError(
+          f"{', '.join(unused)} only apply with a restart criterion; pass"
+          " restart=... (e.g. 'loss') or drop them."
+      )
 
   transforms = []
   # A literal zero adds nothing, and leaving the transform out means `update`

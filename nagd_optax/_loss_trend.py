@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 class LossTrend(NamedTuple):
@@ -86,7 +87,7 @@ def update_trend(
           trend.noise,
           smoothing * trend.noise + (1 - smoothing) * innovation**2,
       ),
-      count=trend.count + 1,
+      count=optax.safe_increment(trend.count),
   )
   finite = jnp.isfinite(value)
   return jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,

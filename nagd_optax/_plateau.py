@@ -160,7 +160,7 @@ def scale_on_plateau(
       )
     trend = _loss_trend.init_trend()
     return ScaleOnPlateauState(
-        scale=jnp.ones([], jnp.float32),
+        scale=jnp.ones([], _loss_trend.widest_float()),
         best=jnp.full_like(trend.mean, jnp.inf),
         plateau_count=jnp.zeros([], jnp.int32),
         cooldown_count=jnp.zeros([], jnp.int32),
@@ -187,12 +187,15 @@ def scale_on_plateau(
     improved = finite & (~settled | (trend.mean < state.best - threshold))
     cooling = state.cooldown_count > 0
     plateau_count = jnp.where(
-        improved | cooling, 0, state.plateau_count + finite.astype(jnp.int32)
+        improved | cooling,
+        0,
+        jnp.where(finite, optax.safe_increment(state.plateau_count),
+                  state.plateau_count),
     )
     lowered = (plateau_count >= patience) & (state.scale > min_scale)
     scale = jnp.where(
         lowered, jnp.maximum(state.scale * factor, min_scale), state.scale
-    )
+    ).astype(state.scale.dtype)  # an injected float64 factor must not widen it
     cooldown_count = jnp.where(
         lowered, cooldown, jnp.maximum(state.cooldown_count - finite, 0)
     )

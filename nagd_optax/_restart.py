@@ -80,14 +80,17 @@ def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
 
 
 def _tree_inner_product(a, b, axis_name) -> jax.Array:
-  """sum_i <a_i, b_i> over all leaves (None in ``a`` skipped), psum-ed over
-  ``axis_name``."""
+  """Re sum_i <a_i, b_i> over all leaves, psum-ed over ``axis_name``.
+
+  Leaves that are None in ``a`` or masked out (``optax.MaskedNode``) in ``b``
+  are skipped; complex leaves contribute Re(conj(a) b).
+  """
 
   def leaf_product(x, y):
-    if x is None:
+    if x is None or isinstance(y, optax.MaskedNode):
       return None
     dtype = _accumulation_dtype(x)
-    return jnp.sum(x.astype(dtype) * y.astype(dtype))
+    return jnp.sum(jnp.real(jnp.conj(x.astype(dtype)) * y.astype(dtype)))
 
   products = jax.tree.leaves(
       jax.tree.map(leaf_product, a, b, is_leaf=lambda x: x is None)
@@ -124,8 +127,11 @@ def restart(
   scalar ``jnp.where`` per leaf. The criteria:
 
   - ``"loss"`` (function scheme): the loss rose,
-    :math:`f(y_k) > f(y_{k-1})`, compared in the loss's own precision. A NaN
-    or infinite loss never fires and is never stored. With
+    :math:`f(y_k) > f(y_{k-1})`, compared in the loss's own precision. More
+    exactly, the reference is the lowest loss since the last restart, which
+    is :math:`f(y_{k-1})` unless ``min_interval`` held an earlier rise back
+    (then the loss must come back below where the run was, not merely fall).
+    A NaN or infinite loss never fires and is never stored. With
     ``loss_smoothing`` :math:`s > 0` (for minibatch losses), the test becomes
     :math:`\bar f_k > \min_{j} \bar f_j + z\,\hat\sigma_k`: the exponential
     moving average of the loss rose above its lowest value since the last
@@ -137,8 +143,11 @@ def restart(
   - ``"gradient"``: the momentum points uphill,
     :math:`\langle g_k, m_k \rangle < 0`, i.e.
     :math:`\nabla f(y_k)^\top (x_{k+1} - x_k) > 0` in the two-sequence form.
-    The momentum buffer is the inner state's field ``momentum_field``.
-    No extra buffer: the inner product is taken on the step just computed.
+    The momentum buffer is the inner state's field ``momentum_field``; it
+    must accumulate the gradients themselves (as ``nesterov_trace``,
+    ``optax.trace`` and Adam's ``mu`` do), so keep negative scalings such
+    as the learning rate after the momentum. No extra buffer: the inner
+    product is taken on the step just computed.
   - ``"speed"`` (Su, Boyd & Candès): the step got shorter,
     :math:`\|u_k\| < \|u_{k-1}\|`, after at least ``min_interval`` (default
     10) steps since the last restart.
@@ -152,7 +161,8 @@ def restart(
   Args:
     inner: the transformation whose state is restarted, e.g.
       :func:`nagd_optax.nesterov_trace`. Keep learning-rate schedules outside
-      it unless they should restart too.
+      it unless they should restart too. A restart calls ``inner.init`` on
+      ``params`` (on the updates when ``params`` is not passed).
     criterion: one of ``"loss"``, ``"gradient"``, ``"speed"``, ``"interval"``,
       ``"on_demand"``.
     loss_smoothing: EMA factor :math:`s \in [0, 1)` for ``"loss"``. 0 is the
@@ -165,7 +175,8 @@ def restart(
       needs it (it is the period).
     axis_name: inside ``jax.shard_map``/``pmap`` with parameters sharded over
       this axis, the inner products and norms are ``psum``-ed over it, so
-      every device takes the same decision.
+      every device takes the same decision. The loss passed as ``value=``
+      must already be the same on every device (``pmean``/``psum`` it).
     momentum_field: the field of ``inner``'s state that holds the momentum
       buffer, for ``"gradient"``: ``"trace"`` for
       :func:`nagd_optax.nesterov_trace` and ``optax.trace``, ``"mu"`` for
@@ -221,6 +232,11 @@ def restart(
   _validation.check_in_interval(
       loss_smoothing, "loss_smoothing", 0.0, 1.0, include_low=True
   )
+  if criterion != "loss" and _validation.concrete_number(loss_smoothing):
+    raise ValueError(
+        f"loss_smoothing applies to criterion='loss' only; criterion"
+        f" {criterion!r} does not read the loss."
+    )
   _validation.check_at_least(noise_tolerance, "noise_tolerance", 0.0)
   if min_interval is None:
     if criterion == "interval":
@@ -244,7 +260,7 @@ def restart(
 
   def init_fn(params):
     if criterion == "gradient":
-      _momentum_buffer(inner.init(params))  # fail early, at init
+      momentum_buffers(inner.init(params))  # fail early, at init
     return RestartState(
         inner_state=inner.init(params),
         restarts=jnp.zeros([], jnp.int32),
@@ -253,16 +269,21 @@ def restart(
         memory=init_memory(),
     )
 
-  def _momentum_buffer(inner_state):
-    buffer = optax.tree.get(inner_state, momentum_field)
-    if buffer is None:
+  def momentum_buffers(inner_state):
+    """Every momentum buffer in the inner state (one per partition)."""
+    buffers = [
+        buffer
+        for _, buffer in optax.tree.get_all_with_path(inner_state,
+                                                      momentum_field)
+    ]
+    if not buffers:
       raise ValueError(
           f"criterion='gradient' reads the momentum buffer from the field"
           f" {momentum_field!r} of the inner state, which has none; pass"
           " momentum_field= (e.g. 'mu' for optax.adam) or use another"
           " criterion."
       )
-    return buffer
+    return buffers
 
   def loss_rose(memory, allowed, value):
     """The function scheme, on the loss at the parameters being updated."""
@@ -287,8 +308,10 @@ def restart(
   def step_test(memory, allowed, gradients, updates, inner_state):
     """The tests on the step just computed; they act on the next update."""
     if criterion == "gradient":
-      uphill = _tree_inner_product(
-          gradients, _momentum_buffer(inner_state), axis_name
+      # With optax.partition, each part holds a buffer (masked elsewhere).
+      uphill = sum(
+          _tree_inner_product(gradients, buffer, axis_name)
+          for buffer in momentum_buffers(inner_state)
       )
       return allowed & (uphill < 0), memory
     if criterion == "speed":
@@ -315,9 +338,10 @@ def restart(
       reset = reset | rose
     # A fresh state is a constant (zeros, count 0): selecting it is fused
     # into the inner update, with no extra pass over the parameters.
-    fresh = inner.init(params if params is not None else updates)
     inner_state = jax.tree.map(
-        lambda new, old: jnp.where(reset, new, old), fresh, state.inner_state
+        lambda new, old: jnp.where(reset, new, old).astype(old.dtype),
+        inner.init(_init_template(params, updates)),
+        state.inner_state,
     )
     new_updates, inner_state = inner.update(
         updates, inner_state, params, **extra_args
@@ -339,3 +363,20 @@ def restart(
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _init_template(params, updates):
+  """What the inner ``init`` is called on to build a fresh state.
+
+  The parameters when given; otherwise the updates, which have their shapes
+  (dtypes are restored from the old state by the caller). A None update has
+  no shape, so then the parameters are needed.
+  """
+  if params is not None:
+    return params
+  if any(u is None for u in jax.tree.leaves(updates, is_leaf=lambda u: u is None)):
+    raise ValueError(
+        "restart needs params in update(updates, state, params) when some"
+        " updates are None: the fresh inner state is built from them."
+    )
+  return updates

@@ -86,8 +86,9 @@ def nesterov_trace(
       :func:`nagd_optax.schedules.nesterov_momentum`.
     accumulator_dtype: dtype in which the buffer is stored (e.g.
       ``jnp.bfloat16`` halves the optimizer memory of float32 parameters).
-      ``None`` stores it in the parameters' dtype. Arithmetic happens in the
-      gradients' dtype either way.
+      ``None`` stores it in the parameters' dtype. Must be a float dtype.
+      Arithmetic happens in the wider of the gradients' and the buffer's
+      dtypes; the updates come out in the gradients' dtype.
 
   Returns:
     A :class:`optax.GradientTransformation` with state
@@ -123,6 +124,12 @@ def nesterov_trace(
   )
   if accumulator_dtype is not None:
     accumulator_dtype = jax.dtypes.canonicalize_dtype(accumulator_dtype)
+    if not jnp.issubdtype(accumulator_dtype, jnp.floating):
+      raise ValueError(
+          "accumulator_dtype must be a floating dtype (e.g. jnp.bfloat16),"
+          f" got {accumulator_dtype}: an integer buffer would round the"
+          " momentum away."
+      )
 
   def init_fn(params):
     return NesterovTraceState(

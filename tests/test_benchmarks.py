@@ -43,12 +43,11 @@ def test_step_cost_steps_run_for_every_optimizer():
   params = {"a": jnp.ones(64), "b": jnp.ones((4, 8))}
   grads = jax.tree.map(lambda p: 0.1 * p, params)
   for name, optimizer in step_cost.optimizers().items():
-    run, compile_seconds = step_cost.make_step(
+    run, _ = step_cost.make_step(
         optimizer, jax.tree.map(jnp.copy, params), grads)
     # The step donates its buffers: copy what it returned before the next.
     first = jax.tree.map(np.asarray, run())
     second = run()
-    assert compile_seconds > 0
     assert not np.allclose(first["a"], second["a"]), name
 
 

@@ -275,7 +275,9 @@ def test_inject_hyperparams_matches_static_hyperparameters():
     "restart", ["loss", "gradient", "speed", "interval", "on_demand"]
 )
 def test_inject_hyperparams_with_restart(restart):
-  kwargs = dict(restart=restart, loss_smoothing=0.5, min_interval=2)
+  kwargs = dict(restart=restart, min_interval=2)
+  if restart == "loss":
+    kwargs["loss_smoothing"] = 0.5
   injected = optax.inject_hyperparams(nagd.nagd)(
       learning_rate=0.1, momentum=0.9, **kwargs
   )

@@ -31,9 +31,10 @@ def test_digits_demo(tmp_path):
   table = (tmp_path / "digits.md").read_text()
   assert table.count("\n| ") == 6  # header + 5 optimizers
   nagd_run, sgd_run = histories[0], histories[1]
-  # Same algorithm: without a restart nagd is Optax's Nesterov SGD.
-  if nagd_run.restarts == 0:
-    assert nagd_run.test_loss == sgd_run.test_loss
+  # The smoothed loss test cannot fire before its average has settled (50
+  # losses), so in 40 steps nagd is Optax's Nesterov SGD, to the bit.
+  assert nagd_run.restarts == 0
+  assert nagd_run.test_loss == sgd_run.test_loss
   assert all(h.test_accuracy[-1] > 0.5 for h in histories)
 
 
@@ -90,7 +91,7 @@ def test_convex_reproduces_the_published_iteration_counts(tmp_path):
 def test_linen_train_state():
   accuracy, restarts = load_example("linen_train_state").main(["--steps", "40"])
   assert accuracy > 0.5
-  assert restarts >= 0
+  assert restarts == 0  # the smoothed loss settles after 50 losses
 
 
 def test_scale_out_resumes_bit_for_bit(tmp_path):

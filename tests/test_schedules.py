@@ -175,6 +175,14 @@ def test_schedules_jit_and_vmap_over_steps(name):
         (lambda: S.step_decay(1.0, 0.0, 10), "factor"),
         (lambda: S.step_decay(1.0, 1.5, 10), "factor"),
         (lambda: S.sutskever_momentum(1.0), "max_momentum"),
+        (lambda: S.warmup(-0.1, 5), "schedule"),
+        (lambda: S.warmup(0.1, 5, init_value=math.nan), "init_value"),
+        (lambda: S.wsd(math.nan, 10, 10, 10), "peak_value"),
+        (lambda: S.wsd(-1.0, 10, 10, 10), "peak_value"),
+        (lambda: S.wsd(1.0, 10, 10, 10, end_value=-0.1), "end_value"),
+        (lambda: S.inverse_sqrt(-1.0, 10), "peak_value"),
+        (lambda: S.step_decay(-1.0, 0.5, 10), "init_value"),
+        (lambda: S.step_decay(math.inf, 0.5, 10), "init_value"),
         (lambda: S.sutskever_momentum(0.9, every=0), "every"),
     ],
 )
@@ -184,21 +192,29 @@ def test_nonsense_arguments_raise_naming_them(make, name):
 
 
 def test_schedules_drive_nagd():
-  """A warmup + WSD learning rate and Sutskever's momentum, in nagd: the
-  updates are -lr_k (g + mu_k m_k) with the schedules' values."""
-  learning_rate = S.wsd(0.1, 3, 4, 3)
-  momentum = S.sutskever_momentum(0.9, every=2)
-  optimizer = nagd.nagd(learning_rate, momentum)
-  reference = nagd.nesterov_trace(momentum)
+  """A WSD learning rate and Sutskever's momentum in nagd, against a NumPy
+  loop of the buffer recursion with both schedules in closed form."""
+  optimizer = nagd.nagd(S.wsd(0.1, 3, 4, 3), S.sutskever_momentum(0.9, every=2))
+
+  def learning_rate(k):  # wsd(0.1, 3, 4, 3), linear cooldown
+    if k < 3:
+      return 0.1 * k / 3
+    return 0.1 if k < 7 else 0.1 * (1 - min(k - 7, 3) / 3)
+
+  def momentum(k):  # sutskever_momentum(0.9, every=2)
+    return min(1 - 1 / (2 * (k // 2 + 1)), 0.9)
+
   params = jnp.array([1.0, -1.0])
-  state, reference_state = optimizer.init(params), reference.init(params)
+  state = optimizer.init(params)
+  buffer = np.zeros(2)
   for k in range(12):
-    grads = jnp.sin(params + k)
-    updates, state = optimizer.update(grads, state, params)
-    direction, reference_state = reference.update(grads, reference_state)
-    np.testing.assert_allclose(
-        updates, -float(learning_rate(k)) * direction, rtol=1e-6, atol=1e-9
-    )
+    grads = np.sin(np.asarray(params) + k)
+    updates, state = optimizer.update(jnp.asarray(grads, jnp.float32), state,
+                                      params)
+    buffer = (momentum(k - 1) if k else 0.0) * buffer + grads
+    expected = -learning_rate(k) * (grads + momentum(k) * buffer)
+    np.testing.assert_allclose(updates, expected, rtol=1e-5, atol=1e-7)
+    params = params + updates
 
 
 def test_schedules_with_inject_hyperparams():

@@ -45,3 +45,19 @@ def test_arrays_and_schedules_are_not_validated():
   optax.inject_hyperparams(nagd.nagd)(
       learning_rate=0.1, momentum=0.9, weight_decay=1e-3
   )
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(restart="bogus"), "restart"),
+        (dict(loss_smoothing=0.9), "loss_smoothing"),
+        (dict(min_interval=5), "min_interval"),
+        (dict(axis_name="data"), "axis_name"),
+        (dict(restart="gradient", loss_smoothing=0.5), "loss_smoothing"),
+        (dict(accumulator_dtype=jnp.int8), "accumulator_dtype"),
+    ],
+)
+def test_arguments_without_effect_or_meaning_raise(kwargs, name):
+  with pytest.raises(ValueError, match=name):
+    nagd.nagd(0.1, **kwargs)

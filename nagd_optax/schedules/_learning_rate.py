@@ -103,6 +103,8 @@ def warmup(
     <https://arxiv.org/abs/1706.02677>`_, 2017.
   """
   _validation.check_integer_at_least(warmup_steps, "warmup_steps", 0)
+  _validation.check_at_least(init_value, "init_value", 0.0)
+  _validation.check_at_least(schedule, "schedule", 0.0, schedule_ok=True)
   _check_kind(kind, "kind", ("linear", "cosine"))
   after = schedule if callable(schedule) else _constant(schedule)
   ramp = _interpolate(init_value, after(0), warmup_steps, kind)
@@ -160,6 +162,8 @@ def wsd(
       (decay_steps, "decay_steps"),
   ):
     _validation.check_integer_at_least(value, name, 0)
+  _validation.check_at_least(peak_value, "peak_value", 0.0)
+  _validation.check_at_least(end_value, "end_value", 0.0)
   _check_kind(decay, "decay", ("linear", "cosine", "sqrt"))
   return optax.join_schedules(
       [
@@ -199,6 +203,7 @@ def inverse_sqrt(peak_value: float, warmup_steps: int) -> optax.Schedule:
     <https://arxiv.org/abs/1706.03762>`_, 2017.
   """
   _validation.check_integer_at_least(warmup_steps, "warmup_steps", 1)
+  _validation.check_at_least(peak_value, "peak_value", 0.0)
 
   def decay(steps_after_warmup):
     step = as_float(steps_after_warmup) + warmup_steps
@@ -235,6 +240,7 @@ def step_decay(init_value: float, factor: float, every: int) -> optax.Schedule:
     <https://arxiv.org/abs/1512.03385>`_, 2016 (the step schedule of
     ImageNet training).
   """
+  _validation.check_at_least(init_value, "init_value", 0.0)
   _validation.check_in_interval(factor, "factor", 0.0, 1.0)
   _validation.check_integer_at_least(every, "every", 1)
   return optax.exponential_decay(
