@@ -127,7 +127,7 @@ def main(argv=None) -> str:
                       help="smaller trees and fewer rounds (a smoke run)")
   parser.add_argument("--no-write", action="store_true")
   args = parser.parse_args(argv)
-  rounds, repeats = (3, 3) if args.quick else (30, 10)
+  rounds, repeats = (3, 3) if args.quick else (60, 10)
 
   sections = [
       "# Step cost: nagd vs optax.sgd(nesterov=True)\n",
