@@ -53,6 +53,16 @@ PLOTTED = (
 # target value for "converged", f*, lower bound on the iterations).
 
 
+def strongly_convex_bound(kappa: float, tolerance: float) -> int:
+  """Iterations any first-order method needs on the worst problem of the
+  class. Nesterov (2004), Thm 2.1.13: ||x_k - x*|| >= q^k ||x0 - x*||, q =
+  (sqrt(kappa) - 1)/(sqrt(kappa) + 1), so (f_k - f*)/(f0 - f*) >= q^2k /
+  kappa."""
+  q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+  return max(1, math.ceil(math.log(1 / (tolerance * kappa))
+                          / (2 * math.log(1 / q))))
+
+
 def quadratic(kappa: float, rotated: bool = False):
   """DESIGN.md's diagonal quadratic; ``rotated``: the same spectrum in a
   random orthonormal basis (first-order methods are rotation invariant,
@@ -73,41 +83,22 @@ def quadratic(kappa: float, rotated: bool = False):
   f0 = 0.5 * float(np.sum(lam * x0**2))  # the same in either basis
   if rotated:
     x0 = np.asarray(basis.T @ x0)
-  # Nesterov (2004), Thm 2.1.13: ||x_k - x*|| >= q^k ||x0 - x*||, q =
-  # (sqrt(kappa) - 1)/(sqrt(kappa) + 1), so (f_k - f*)/(f0 - f*) >= q^2k /
-  # kappa for the worst problem of the class.
-  q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
-  bound = math.ceil(math.log(1 / (tolerance * kappa)) / (2 * math.log(1 / q)))
   return dict(value_and_grad=value_and_grad, x0=x0, step=1.0, mu=1 / kappa,
-              target=tolerance * f0, f_star=0.0, bound=max(bound, 1))
+              target=tolerance * f0, f_star=0.0,
+              bound=strongly_convex_bound(kappa, tolerance))
 
 
 def logistic(regularization: float):
-  from sklearn.datasets import load_breast_cancer  # pylint: disable=g-import-not-at-top
-
-  features, labels = load_breast_cancer(return_X_y=True)
-  features = (features - features.mean(0)) / features.std(0)
-  features = np.hstack([features, np.ones((len(features), 1))])
-  a = jnp.asarray(features * (2.0 * labels - 1.0)[:, None])
-
-  def objective(w):
-    return jnp.mean(jnp.logaddexp(0.0, -a @ w)) + 0.5 * regularization * w @ w
-
-  smoothness = 0.25 * np.linalg.eigvalsh(features.T @ features).max() / len(
-      features) + regularization
-  x0 = jnp.zeros(a.shape[1])
-  w = x0
-  for _ in range(30):  # Newton's method for f*
-    w = w - jnp.linalg.solve(jax.hessian(objective)(w), jax.grad(objective)(w))
-  f_star, f0 = float(objective(w)), float(objective(x0))
+  """The examples' breast_cancer logistic regression, f* by Newton."""
+  convex = _common.example("convex")
+  objective, smoothness, x0 = convex.logistic_regression(regularization)
+  f_star, f0 = convex.minimum(objective, x0), float(objective(x0))
   tolerance = 1e-8
-  kappa = smoothness / regularization
-  q = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
-  bound = math.ceil(math.log(1 / (tolerance * kappa)) / (2 * math.log(1 / q)))
   return dict(value_and_grad=jax.value_and_grad(objective), x0=x0,
               step=1 / smoothness, mu=regularization,
               target=f_star + tolerance * (f0 - f_star), f_star=f_star,
-              bound=max(bound, 1))
+              bound=strongly_convex_bound(smoothness / regularization,
+                                          tolerance))
 
 
 def rosenbrock():

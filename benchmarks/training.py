@@ -54,12 +54,7 @@ class CNN1D(nnx.Module):
 
 
 def digits_task(seed: int = 0):
-  import pathlib  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-
-  sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "examples"))
-  import common  # pylint: disable=g-import-not-at-top
-
+  common = _common.example("common")
   split = common.load_digits(seed)
   graphdef, params = nnx.split(
       common.CNN(side=8, rngs=nnx.Rngs(seed), width=16, hidden=64), nnx.Param)
