@@ -5,7 +5,9 @@ real change of the loss from minibatch noise. Comparing consecutive values of
 an exponential moving average (EMA) does not: the sign of
 ``ema_k - ema_{k-1} = (1 - s)(loss_k - ema_{k-1})`` is as noisy as the loss
 itself. What does is to compare the EMA with a reference *up to its own
-standard error*, which these statistics estimate from the data.
+standard error*, which these statistics estimate from the data. The estimate
+must see only the noise: a trend (a loss that keeps falling) is not noise,
+and counting it as noise would make a falling loss look flat.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ class LossTrend(NamedTuple):
   Attributes:
     mean: EMA of the loss; it starts at the first loss, so it has no bias
       towards zero.
-    noise: EMA of the squared innovation ``(loss - previous mean)**2``.
+    drift: EMA of the innovations ``loss - previous mean``; under a steady
+      trend the innovations settle at a constant (the mean's lag), which
+      ``drift`` predicts.
+    noise: EMA of the squared residual ``innovation - predicted drift``:
+      the innovations' variance around the trend.
     count: number of finite losses seen, int32.
   """
 
   mean: jax.Array
+  drift: jax.Array
   noise: jax.Array
   count: jax.Array
 
@@ -66,27 +73,46 @@ def init_trend() -> LossTrend:
   dtype = widest_float()
   return LossTrend(
       mean=jnp.zeros([], dtype),
+      drift=jnp.zeros([], dtype),
       noise=jnp.zeros([], dtype),
       count=jnp.zeros([], jnp.int32),
   )
 
 
+def _debiased(ema: jax.Array, smoothing, samples: jax.Array) -> jax.Array:
+  """An EMA started at zero, debiased for that start (as in Adam); 0 before
+  any sample."""
+  debias = 1 - jnp.power(jnp.asarray(smoothing, ema.dtype), samples)
+  return jnp.where(samples > 0, ema / jnp.where(samples > 0, debias, 1), 0.0)
+
+
 def update_trend(
     trend: LossTrend, value: jax.Array, smoothing: float | jax.Array
 ) -> LossTrend:
-  """Adds ``value`` to the statistics; a NaN or infinite value is ignored."""
+  r"""Adds ``value`` to the statistics; a NaN or infinite value is ignored.
+
+  With :math:`e_k = f_k - \bar f_{k-1}` the innovation and :math:`\hat d`
+  the debiased drift before it:
+
+  .. math::
+
+    \bar f_k = s \bar f_{k-1} + (1 - s) f_k, \quad
+    d_k = s d_{k-1} + (1 - s) e_k, \quad
+    v_k = s v_{k-1} + (1 - s) (e_k - \hat d_{k-1})^2.
+  """
   value = jnp.asarray(value).astype(trend.mean.dtype)
   first = trend.count == 0
+  innovations = jnp.maximum(trend.count - 1, 0)  # seen before this one
   innovation = value - trend.mean
+  residual = innovation - _debiased(trend.drift, smoothing, innovations)
+
+  def ema(old, new):
+    return jnp.where(first, old, smoothing * old + (1 - smoothing) * new)
+
   updated = LossTrend(
-      mean=jnp.where(
-          first, value, smoothing * trend.mean + (1 - smoothing) * value
-      ),
-      noise=jnp.where(
-          first,
-          trend.noise,
-          smoothing * trend.noise + (1 - smoothing) * innovation**2,
-      ),
+      mean=jnp.where(first, value, ema(trend.mean, value)),
+      drift=ema(trend.drift, innovation),
+      noise=ema(trend.noise, residual**2),
       count=optax.safe_increment(trend.count),
   )
   finite = jnp.isfinite(value)
@@ -102,13 +128,13 @@ def standard_error(
   For a loss with noise variance :math:`\sigma^2`, the EMA with factor
   :math:`s` has variance :math:`\sigma^2 (1 - s)/(1 + s)`, and an innovation
   has variance :math:`\sigma^2 \cdot 2/(1 + s)`; so the EMA's variance is the
-  innovations' times :math:`(1 - s)/2`. The innovations' EMA is debiased for
-  its zero start (as in Adam). A trending loss inflates the innovations,
-  which only makes decisions more cautious.
+  innovations' times :math:`(1 - s)/2`. The innovations are measured around
+  their drift, so a steady trend adds nothing (the drift's own noise adds a
+  fraction :math:`(1 - s)/(1 + s)` of caution). EMAs are debiased for their
+  zero start (as in Adam).
   """
   innovations = jnp.maximum(trend.count - 1, 0)
-  debias = 1 - jnp.power(jnp.asarray(smoothing, trend.noise.dtype), innovations)
-  variance = jnp.where(innovations > 0, trend.noise / debias, 0.0)
+  variance = _debiased(trend.noise, smoothing, innovations)
   return jnp.sqrt(variance * (1 - smoothing) / 2)
 
 

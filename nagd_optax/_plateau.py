@@ -80,7 +80,10 @@ def scale_on_plateau(
   ``value < best * (1 - rtol)``, which a flat negative loss never fails);
   the noise term tells a noisy but falling loss, which keeps beating
   :math:`b` by more than its noise, from a flat one, which does not. A NaN or
-  infinite loss is ignored. The scale never changes while the loss falls.
+  infinite loss is ignored. The scale never changes while the loss keeps
+  falling by more than :math:`r |b| + a` within ``patience`` updates,
+  smoothed or not: :math:`\hat\sigma_k` measures the losses' scatter around
+  their trend, so a steady fall does not count as noise.
   With smoothing, the first :math:`1/(1 - s)` losses (the average's time
   constant) only set :math:`b`: an average of a few noisy losses is no
   reference.

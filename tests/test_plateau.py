@@ -82,6 +82,23 @@ def test_scale_untouched_while_the_loss_falls():
   assert scales == [1.0] * 400
 
 
+@pytest.mark.parametrize(
+    "values, patience, smoothing",
+    [
+        (100.0 - 0.01 * np.arange(1000), 10, 0.98),  # slow linear fall
+        (100.0 - 0.1 * np.arange(1000), 8, 0.98),
+        (10.0 * np.exp(-np.arange(1000) / 500), 5, 0.9),  # exponential decay
+        (1.0 + 10.0 * np.exp(-np.arange(1000) / 300), 10, 0.98),
+    ],
+)
+def test_smoothed_scale_untouched_while_a_clean_loss_falls(values, patience,
+                                                           smoothing):
+  """A trend is not noise: a steadily falling loss must never look flat,
+  whatever its slope against the patience."""
+  assert _first_lowering(values, patience=patience,
+                         loss_smoothing=smoothing) is None
+
+
 def test_updates_are_scaled():
   optimizer = nagd.scale_on_plateau(0.1, patience=1)
   grads = {"a": jnp.ones(3), "b": jnp.full(2, -2.0, jnp.bfloat16)}
