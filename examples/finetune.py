@@ -20,6 +20,7 @@ pretraining, the restart changes little; it matters when the switch comes
 while the momentum is still large.
 
 Run:  python examples/finetune.py [--pretrain-steps 300] [--finetune-steps 150]
+      [--steps N]  (smoke run: N of each)
 """
 
 from __future__ import annotations
@@ -102,7 +103,12 @@ def main(argv=None):
   parser.add_argument("--backbone-factor", type=float, default=0.1)
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--steps", type=int, default=None,
+                      help="smoke-run override: this many pretraining and"
+                      " this many fine-tuning steps")
   args = parser.parse_args(argv)
+  if args.steps is not None:
+    args.pretrain_steps = args.finetune_steps = args.steps
 
   digits = common.load_digits(args.seed)
   old, new = subset(digits, [0, 1, 2, 3, 4]), subset(digits, [5, 6, 7, 8, 9])

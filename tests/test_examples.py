@@ -52,7 +52,7 @@ def test_low_memory():
 
 def test_finetune():
   rows = load_example("finetune").main(
-      ["--pretrain-steps", "20", "--finetune-steps", "10"]
+      ["--steps", "15"]  # the smoke-run override: 15 steps of each
   )
   assert rows[0][-1] == 2 and rows[1][-1] == 0  # backbone + head restarted
 
