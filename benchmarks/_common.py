@@ -75,3 +75,23 @@ def write(name: str, text: str) -> str:
   with open(path, "w") as file:
     file.write(text)
   return path
+
+
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (no display needed)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  return plt
+
+
+def save_figure(figure, name: str) -> str:
+  """Writes ``figure`` to results/<name> and closes it."""
+  os.makedirs(RESULTS, exist_ok=True)
+  path = os.path.join(RESULTS, name)
+  figure.tight_layout()
+  figure.savefig(path, dpi=90)
+  pyplot().close(figure)
+  return path

@@ -5,8 +5,8 @@ fixed gradients, buffers donated) is timed in interleaved rounds; the table
 reports median milliseconds per step and the ratio of medians to Optax.
 Also reports compile time and optimizer-state bytes against Adam's.
 
-Run:  python benchmarks/step_cost.py [--quick]
-Writes benchmarks/results/step_cost.md.
+Run:  python -m benchmarks.step_cost [--quick]
+Writes benchmarks/results/step_cost.md and step_cost.png.
 """
 
 from __future__ import annotations
@@ -121,6 +121,23 @@ def state_bytes(optimizer, params) -> int:
   return sum(x.nbytes for x in jax.tree.leaves(optimizer.init(params)))
 
 
+def plot(ratios_by_tree, name):
+  """Per tree, each optimizer's step time over Optax's, with the goals."""
+  plt = _common.pyplot()
+  figure, axes = plt.subplots(1, len(ratios_by_tree), sharey=True,
+                              squeeze=False,
+                              figsize=(4 + 4 * len(ratios_by_tree), 5))
+  for axis, (tree_name, ratios) in zip(axes[0], ratios_by_tree.items()):
+    names = list(ratios)[::-1]
+    axis.barh(names, [ratios[n] for n in names], color="tab:blue")
+    for goal, color, style in ((1.0, "k", "-"), (1.05, "g", "--"),
+                               (1.10, "r", ":")):
+      axis.axvline(goal, color=color, linestyle=style, lw=1)
+    axis.set(title=tree_name, xlabel="step time / optax.sgd(nesterov=True)")
+    axis.grid(axis="x", alpha=0.3)
+  return _common.save_figure(figure, name)
+
+
 def main(argv=None) -> str:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true",
@@ -135,8 +152,9 @@ def main(argv=None) -> str:
       "Median time per jitted step (update + apply_updates, buffers donated,"
       f" fixed gradients), over {rounds} interleaved rounds of {repeats}"
       " steps; ratio = median / median of optax.sgd(nesterov=True) in the"
-      " same process. Reproduce with `python benchmarks/step_cost.py`.\n",
+      " same process. Reproduce with `python -m benchmarks.step_cost`.\n",
   ]
+  ratios_by_tree = {}
   for tree_name, params in trees(args.quick).items():
     grads = jax.tree.map(lambda p: 1e-2 * p, params)
     param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
@@ -147,6 +165,8 @@ def main(argv=None) -> str:
       memory[name] = state_bytes(optimizer, params)
     medians = _common.interleaved_medians(runs, rounds, repeats)
     baseline = medians["optax.sgd(nesterov=True)"]
+    ratios_by_tree[tree_name] = {name: medians[name] / baseline
+                                 for name in runs}
     rows = [
         (
             name,
@@ -164,10 +184,13 @@ def main(argv=None) -> str:
          "state bytes / param bytes"],
         rows,
     ) + "\n")
+  sections.append("![step cost](step_cost.png)\n\nDashed: the 1.05x goal"
+                  " (trace, loss restart); dotted: 1.10x (gradient restart).\n")
   text = "\n".join(sections)
   print(text)
   if not args.no_write:
     print("wrote", _common.write("step_cost.md", text))
+    print("wrote", plot(ratios_by_tree, "step_cost.png"))
   return text
 
 

@@ -16,7 +16,7 @@ training steps (not compile time, not evaluation) is summed.
    should make high momentum safe: the table shows whether it does.
 
 Run:  python -m benchmarks.training [--quick]
-Writes results/training.md.
+Writes results/training.md and results/training.png.
 """
 
 from __future__ import annotations
@@ -193,18 +193,52 @@ def time_to_target(task, kinds, max_steps, quick):
 
 
 def robustness(task, kinds, momenta, max_steps, quick):
-  rows = []
+  """Table rows, and per optimizer its grid of steps (momentum x lr; NaN:
+  target not reached)."""
+  rows, grids = [], {}
   for kind in kinds:
     grid = learning_rate_grid(kind, quick)
-    cells, reached = [], 0
-    for momentum in momenta:
-      for lr in grid:
-        steps, _ = run_cached(task, kind, lr, momentum, max_steps)
-        reached += steps is not None
-        cells.append(f"{momentum:g}/{lr:g}: {'-' if steps is None else steps}")
-    rows.append((kind, f"{reached} / {len(momenta) * len(grid)}",
+    steps = np.full((len(momenta), len(grid)), np.nan)
+    for i, momentum in enumerate(momenta):
+      for j, lr in enumerate(grid):
+        reached, _ = run_cached(task, kind, lr, momentum, max_steps)
+        steps[i, j] = np.nan if reached is None else reached
+    grids[kind] = (grid, steps)
+    cells = [f"{momentum:g}/{lr:g}: "
+             f"{'-' if np.isnan(steps[i, j]) else int(steps[i, j])}"
+             for i, momentum in enumerate(momenta)
+             for j, lr in enumerate(grid)]
+    rows.append((kind, f"{int(np.sum(~np.isnan(steps)))} / {steps.size}",
                  "; ".join(cells)))
-  return rows
+  return rows, grids
+
+
+def plot(grids_by_task, momenta, name):
+  """One panel per task and optimizer: steps to target over momentum x
+  learning rate; blank cells never reached it."""
+  plt = _common.pyplot()
+  tasks = list(grids_by_task)
+  kinds = list(grids_by_task[tasks[0]])
+  figure, axes = plt.subplots(len(tasks), len(kinds), squeeze=False,
+                              figsize=(3.2 * len(kinds), 2.8 * len(tasks)))
+  for row, task_name in enumerate(tasks):
+    for column, kind in enumerate(kinds):
+      axis = axes[row, column]
+      grid, steps = grids_by_task[task_name][kind]
+      axis.imshow(steps, cmap="viridis_r", aspect="auto",
+                  vmin=0, vmax=np.nanmax([np.nanmax(s) for _, s in
+                                          grids_by_task[task_name].values()]))
+      for (i, j), value in np.ndenumerate(steps):
+        axis.text(j, i, "-" if np.isnan(value) else int(value),
+                  ha="center", va="center", fontsize=8, color="w")
+      axis.set_xticks(range(len(grid)), [f"{lr:g}" for lr in grid],
+                      fontsize=7)
+      axis.set_yticks(range(len(momenta)), [f"{m:g}" for m in momenta],
+                      fontsize=7)
+      axis.set_title(f"{task_name}\n{kind}", fontsize=8)
+      axis.set(xlabel="learning rate", ylabel="momentum (b1)")
+      axis.set_facecolor("0.85")  # NaN cells: never reached the target
+  return _common.save_figure(figure, name)
 
 
 def main(argv=None) -> str:
@@ -216,8 +250,6 @@ def main(argv=None) -> str:
   kinds = ["nagd restart=loss", "nagd restart=gradient",
            "optax.sgd(nesterov=True)", "optax.adamw", "optax.nadamw"]
   momenta = (0.9, 0.99) if args.quick else (0.9, 0.95, 0.99)
-  robust_kinds = ["nagd restart=loss", "nagd restart=gradient",
-                  "optax.sgd(nesterov=True)", "optax.adamw"]
   start = time.perf_counter()
   sections = [
       "# Training: time to target and robustness\n",
@@ -227,6 +259,7 @@ def main(argv=None) -> str:
       " (compile and evaluation excluded). Reproduce with"
       " `python -m benchmarks.training`.\n",
   ]
+  grids_by_task = {}
   for make, budget in ((digits_task, 1000), (mnist1d_task, 2000)):
     task = make()
     budget = budget // 2 if args.quick else budget
@@ -242,15 +275,19 @@ def main(argv=None) -> str:
          "grid (lr: steps)"], rows) + "\n")
     sections.append(f"### Robustness: momentum x learning rate, {budget}"
                     " steps\n")
+    rows, grids_by_task[task["name"]] = robustness(task, kinds, momenta,
+                                                   budget, args.quick)
     sections.append(_common.markdown_table(
         ["optimizer", "cells reaching the target",
-         "momentum/lr: steps"],
-        robustness(task, robust_kinds, momenta, budget, args.quick)) + "\n")
+         "momentum/lr: steps"], rows) + "\n")
+  sections.append("![robustness](training.png)\n\nSteps to the target"
+                  " per momentum and learning rate; '-': not reached.\n")
   sections.append(f"Ran in {time.perf_counter() - start:.0f} s.")
   text = "\n".join(sections)
   print(text)
   if not args.no_write:
     print("wrote", _common.write("training.md", text))
+    print("wrote", plot(grids_by_task, momenta, "training.png"))
   return text
 
 
