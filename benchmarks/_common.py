@@ -42,10 +42,10 @@ def environment() -> str:
   )
 
 
-def interleaved_medians(
+def interleaved_samples(
     runs: dict[str, Callable[[], object]], rounds: int, repeats: int
-) -> dict[str, float]:
-  """Median seconds per call of each function, timed in interleaved rounds.
+) -> dict[str, list[float]]:
+  """Seconds per call of each function, one sample per interleaved round.
 
   Each round calls every function ``repeats`` times in turn (blocking on the
   result), so slow drifts of a noisy machine hit all of them alike.
@@ -57,7 +57,27 @@ def interleaved_medians(
       for _ in range(repeats):
         jax.block_until_ready(run())
       samples[name].append((time.perf_counter() - start) / repeats)
-  return {name: statistics.median(times) for name, times in samples.items()}
+  return samples
+
+
+def median_ratios(
+    samples: dict[str, list[float]], baseline: str, blocks: int = 3
+) -> dict[str, tuple[float, float, float]]:
+  """Per function: median / the baseline's median over all rounds, and the
+  lowest and highest such ratio over ``blocks`` consecutive blocks of rounds
+  (how much the ratio moves on this machine)."""
+  def ratio(name, lo, hi):
+    return (statistics.median(samples[name][lo:hi])
+            / statistics.median(samples[baseline][lo:hi]))
+
+  rounds = len(samples[baseline])
+  edges = [round(i * rounds / blocks) for i in range(blocks + 1)]
+  result = {}
+  for name in samples:
+    per_block = [ratio(name, lo, hi) for lo, hi in zip(edges, edges[1:])
+                 if hi > lo]
+    result[name] = (ratio(name, 0, rounds), min(per_block), max(per_block))
+  return result
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

@@ -12,6 +12,7 @@ Writes benchmarks/results/step_cost.md and step_cost.png.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import jax
@@ -152,7 +153,9 @@ def main(argv=None) -> str:
       "Median time per jitted step (update + apply_updates, buffers donated,"
       f" fixed gradients), over {rounds} interleaved rounds of {repeats}"
       " steps; ratio = median / median of optax.sgd(nesterov=True) in the"
-      " same process. Reproduce with `python -m benchmarks.step_cost`.\n",
+      " same process; ratio range: the lowest and highest ratio over three"
+      " consecutive blocks of the rounds, i.e. how much the ratio moves on"
+      " this machine. Reproduce with `python -m benchmarks.step_cost`.\n",
   ]
   ratios_by_tree = {}
   for tree_name, params in trees(args.quick).items():
@@ -163,15 +166,15 @@ def main(argv=None) -> str:
       copy = jax.tree.map(jnp.copy, params)
       runs[name], compile_times[name] = make_step(optimizer, copy, grads)
       memory[name] = state_bytes(optimizer, params)
-    medians = _common.interleaved_medians(runs, rounds, repeats)
-    baseline = medians["optax.sgd(nesterov=True)"]
-    ratios_by_tree[tree_name] = {name: medians[name] / baseline
-                                 for name in runs}
+    samples = _common.interleaved_samples(runs, rounds, repeats)
+    ratios = _common.median_ratios(samples, "optax.sgd(nesterov=True)")
+    ratios_by_tree[tree_name] = {name: r[0] for name, r in ratios.items()}
     rows = [
         (
             name,
-            f"{1e3 * medians[name]:.2f}",
-            f"{medians[name] / baseline:.3f}",
+            f"{1e3 * statistics.median(samples[name]):.2f}",
+            f"{ratios[name][0]:.3f}",
+            f"{ratios[name][1]:.2f}-{ratios[name][2]:.2f}",
             f"{compile_times[name]:.2f}",
             f"{memory[name] / param_bytes:.3f}",
         )
@@ -180,8 +183,8 @@ def main(argv=None) -> str:
     sections.append(f"## {tree_name}: {len(jax.tree.leaves(params))} leaves,"
                     f" {param_bytes / 2**20:.1f} MiB of float32 parameters\n")
     sections.append(_common.markdown_table(
-        ["optimizer", "ms / step", "ratio to Optax", "compile s",
-         "state bytes / param bytes"],
+        ["optimizer", "ms / step", "ratio to Optax", "ratio range",
+         "compile s", "state bytes / param bytes"],
         rows,
     ) + "\n")
   sections.append("![step cost](step_cost.png)\n\nDashed: the 1.05x goal"
