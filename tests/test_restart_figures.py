@@ -53,19 +53,20 @@ def _reference(f, grad, x0, step, criterion, **kwargs):
   )
 
 
+def _quadratic_reference(lam, x0, criterion, **kwargs):
+  """The NumPy loop on 0.5 sum_i lam_i x_i^2 with step 1/L = 1."""
+  return _reference(lambda x: 0.5 * np.sum(lam * x * x), lambda x: lam * x,
+                    x0, 1.0, criterion, **kwargs)
+
+
 @pytest.mark.parametrize("kappa", [1e2, 1e3, 1e4, 1e5])
 @pytest.mark.parametrize("criterion", sorted(PUBLISHED_QUADRATIC))
 def test_quadratic_table(criterion, kappa):
   lam, x0 = problems.quadratic(kappa)
   f0 = 0.5 * np.sum(lam * x0**2)
   threshold = 1e-10 * f0
-  iterations, restarts, _ = _reference(
-      lambda x: 0.5 * np.sum(lam * x * x),
-      lambda x: lam * x,
-      x0,
-      1.0,
-      criterion,
-      stop=lambda value: value <= threshold,
+  iterations, restarts, _ = _quadratic_reference(
+      lam, x0, criterion, stop=lambda value: value <= threshold
   )
   ours, state = problems.run_until(
       _optimizer(1.0, criterion),
@@ -81,14 +82,8 @@ def test_quadratic_table(criterion, kappa):
 @pytest.mark.parametrize("criterion", [None, "loss", "gradient", "speed"])
 def test_iterates_equal_the_reference(criterion):
   lam, x0 = problems.quadratic(1e3)
-  _, _, expected = _reference(
-      lambda x: 0.5 * np.sum(lam * x * x),
-      lambda x: lam * x,
-      x0,
-      1.0,
-      criterion,
-      max_iterations=600,
-  )
+  _, _, expected = _quadratic_reference(lam, x0, criterion,
+                                        max_iterations=600)
   ours = problems.trajectory(
       _optimizer(1.0, criterion),
       problems.quadratic_value_and_grad(lam),
