@@ -224,12 +224,14 @@ def plot(grids_by_task, momenta, name):
   figure, axes = plt.subplots(len(tasks), len(kinds), squeeze=False,
                               figsize=(3.2 * len(kinds), 2.8 * len(tasks)))
   for row, task_name in enumerate(tasks):
+    # One colour scale per task: its slowest run that reached the target.
+    slowest = np.nanmax([np.nanmax(s) for _, s in
+                         grids_by_task[task_name].values()])
     for column, kind in enumerate(kinds):
       axis = axes[row, column]
       grid, steps = grids_by_task[task_name][kind]
-      axis.imshow(steps, cmap="viridis_r", aspect="auto",
-                  vmin=0, vmax=np.nanmax([np.nanmax(s) for _, s in
-                                          grids_by_task[task_name].values()]))
+      axis.imshow(steps, cmap="viridis_r", aspect="auto", vmin=0,
+                  vmax=slowest)
       for (i, j), value in np.ndenumerate(steps):
         axis.text(j, i, "-" if np.isnan(value) else int(value),
                   ha="center", va="center", fontsize=8, color="w")
