@@ -6,6 +6,7 @@ transformation's state, loss-driven learning-rate control, warmup/decay and
 momentum schedules, and the one-call optimizer :func:`nagd`.
 """
 
+from nagd_optax import criteria
 from nagd_optax import schedules
 from nagd_optax._alias import nagd
 from nagd_optax._plateau import scale_on_plateau
@@ -21,6 +22,7 @@ __all__ = [
     "NesterovTraceState",
     "RestartState",
     "ScaleOnPlateauState",
+    "criteria",
     "nagd",
     "nesterov_trace",
     "restart",

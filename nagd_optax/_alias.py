@@ -1,7 +1,5 @@
 """The one-call optimizer :func:`nagd`."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import optax
@@ -9,16 +7,18 @@ import optax
 from nagd_optax import _restart
 from nagd_optax import _trace
 from nagd_optax import _validation
+from nagd_optax import criteria
+from nagd_optax.criteria import _shorthands
 
 
 def nagd(
     learning_rate: optax.ScalarOrSchedule,
     momentum: optax.ScalarOrSchedule = 0.9,
     *,
-    restart: _restart.Criterion | None = None,
-    weight_decay: float | Any = 0.0,
+    restart: criteria.Criterion | _shorthands.Name | None = None,
+    weight_decay: float | None = None,
     accumulator_dtype: Any | None = None,
-    loss_smoothing: float = 0.0,
+    loss_smoothing: float | None = None,
     min_interval: int | None = None,
     axis_name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -52,21 +52,25 @@ def nagd(
       evaluated once per step and lose the index shift described in
       :func:`nagd_optax.nesterov_trace`.
     restart: ``None`` (never), or a criterion of :func:`nagd_optax.restart`:
+      a :class:`nagd_optax.criteria.Criterion` (e.g.
+      ``nagd.criteria.loss(smoothing=0.98)``) or one of the shorthands
       ``"loss"`` (pass ``value=loss`` to ``update``), ``"gradient"``,
       ``"speed"``, ``"interval"`` or ``"on_demand"``. Any of them also
       restarts on ``update(..., restart=True)``.
     weight_decay: coupled L2 strength :math:`\lambda \ge 0`, added to the
       gradient before momentum as in ``torch.optim.SGD``; it then needs
-      ``params`` in ``update``. For decoupled (AdamW-style) decay, chain
+      ``params`` in ``update``. ``None`` (or a literal 0) adds nothing and
+      needs no ``params``. For decoupled (AdamW-style) decay, chain
       ``optax.add_decayed_weights`` after this optimizer instead.
     accumulator_dtype: dtype of the momentum buffer (``jnp.bfloat16`` halves
       the optimizer state of float32 parameters); ``None`` uses the
       parameters' dtype.
-    loss_smoothing: for ``restart="loss"``: 0 compares raw losses (the
-      paper's test, for full-batch problems); about 0.98 for minibatch
-      losses (see :func:`nagd_optax.restart`).
-    min_interval: updates after a restart during which no criterion fires
-      (the period for ``"interval"``); ``None``: 10 for ``"speed"``, else 0.
+    loss_smoothing: with ``restart="loss"``: its smoothing, 0 (the default)
+      compares raw losses (the paper's test, for full-batch problems); about
+      0.98 for minibatch losses (see :func:`nagd_optax.criteria.loss`).
+    min_interval: with a shorthand ``restart``: updates after a restart
+      during which it does not fire (the period for ``"interval"``);
+      ``None``: 10 for ``"speed"``, else 0.
     axis_name: the mapped axis over which parameters are sharded inside
       ``shard_map``/``pmap``, so that restart decisions agree on all devices.
 
@@ -105,20 +109,12 @@ def nagd(
   _validation.check_at_least(
       learning_rate, "learning_rate", 0.0, schedule_ok=True
   )
-  _validation.check_at_least(weight_decay, "weight_decay", 0.0)
-
-  if restart is not None and restart not in _restart.CRITERIA:
-    raise ValueError(
-        f"restart must be None or one of"
-        f" {', '.join(map(repr, _restart.CRITERIA))}; got {restart!r}."
-    )
+  if weight_decay is not None:
+    _validation.check_at_least(weight_decay, "weight_decay", 0.0)
   if restart is None:
     unused = [
         name for name, given in (
-            # Checked on concrete numbers only: inject_hyperparams passes
-            # even the default as an array.
-            ("loss_smoothing",
-             _validation.concrete_number(loss_smoothing) not in (None, 0.0)),
+            ("loss_smoothing", loss_smoothing is not None),
             ("min_interval", min_interval is not None),
             ("axis_name", axis_name is not None),
         ) if given
@@ -130,10 +126,16 @@ def nagd(
       )
 
   transforms = []
-  # A literal zero adds nothing, and leaving the transform out means `update`
-  # does not need params; an injected (array) weight decay always keeps it.
-  if _validation.concrete_number(weight_decay) != 0.0:
-    transforms.append(optax.add_decayed_weights(weight_decay))
+  if weight_decay is not None:
+    # The transformation is chained whenever a weight decay is given, so
+    # that the state has one structure whether the value is a number or an
+    # array injected by optax.inject_hyperparams; a literal zero is the
+    # identity, which needs no params.
+    transforms.append(
+        optax.identity()
+        if _validation.concrete_number(weight_decay) == 0.0
+        else optax.add_decayed_weights(weight_decay)
+    )
   momentum_trace = _trace.nesterov_trace(
       momentum, accumulator_dtype=accumulator_dtype
   )
@@ -141,9 +143,12 @@ def nagd(
     # Only the momentum restarts; the learning-rate schedule runs on.
     momentum_trace = _restart.restart(
         momentum_trace,
-        restart,
-        loss_smoothing=loss_smoothing,
-        min_interval=min_interval,
+        _shorthands.resolve(
+            restart,
+            loss_smoothing=loss_smoothing,
+            min_interval=min_interval,
+            argument="restart",
+        ),
         axis_name=axis_name,
     )
   transforms.append(momentum_trace)

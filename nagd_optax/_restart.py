@@ -1,23 +1,15 @@
 """Adaptive restart: reset a transformation's state when a criterion fires."""
 
-from __future__ import annotations
-
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable
+import warnings
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from nagd_optax import _loss_trend
-from nagd_optax import _validation
-
-Criterion = Literal["loss", "gradient", "speed", "interval", "on_demand"]
-CRITERIA: tuple[str, ...] = ("loss", "gradient", "speed", "interval",
-                             "on_demand")
-
-# Su, Boyd & Candès' k_min: the speed test needs a few steps of momentum
-# build-up before a shorter step means anything.
-SPEED_MIN_INTERVAL = 10
+from nagd_optax import criteria as criteria_lib
+from nagd_optax.criteria import _shorthands
 
 
 class RestartState(NamedTuple):
@@ -28,11 +20,11 @@ class RestartState(NamedTuple):
     restarts: restarts applied so far, int32 (read it with
       ``optax.tree.get(state, "restarts")``).
     steps_since_restart: updates since ``init`` or the last restart, int32.
-    restart_next: whether the criterion fired on the last update, so that the
-      next one starts from a fresh inner state.
-    memory: what the criterion keeps between steps (scalars only): the loss
-      statistics for ``"loss"``, the last step's squared length for
-      ``"speed"``, nothing for the others.
+    restart_pending: whether the criterion fired on the last update, so that
+      the next one starts from a fresh inner state.
+    criterion_state: what the criterion keeps between updates (scalars
+      only): the loss statistics for :func:`nagd_optax.criteria.loss`, the
+      last step's squared length for :func:`nagd_optax.criteria.speed`, ...
 
   Example:
     >>> import jax.numpy as jnp
@@ -50,64 +42,117 @@ class RestartState(NamedTuple):
   inner_state: optax.OptState
   restarts: jax.Array
   steps_since_restart: jax.Array
-  restart_next: jax.Array
-  memory: Any
+  restart_pending: jax.Array
+  criterion_state: Any
+
+  @property
+  def restart_next(self) -> jax.Array:
+    """Deprecated name of :attr:`restart_pending`."""
+    warnings.warn(
+        "RestartState.restart_next is deprecated; use restart_pending.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return self.restart_pending
+
+  @property
+  def memory(self) -> Any:
+    """Deprecated name of :attr:`criterion_state`."""
+    warnings.warn(
+        "RestartState.memory is deprecated; use criterion_state.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return self.criterion_state
 
 
-class LossMemory(NamedTuple):
-  """What the ``"loss"`` criterion remembers.
+def _is_masked(x: Any) -> bool:
+  return isinstance(x, optax.MaskedNode)
 
-  Attributes:
-    trend: running statistics of the loss (see ``loss_smoothing``).
-    lowest: the lowest smoothed loss since the criterion last fired; a rise
-      is measured from it.
+
+def _buffers_named(field: str) -> Callable[[optax.OptState], list[Any]]:
+  """Every value of the fields called ``field`` in a state (one per
+  partition of ``optax.partition``, say)."""
+
+  def find(inner_state):
+    return [b for _, b in optax.tree.get_all_with_path(inner_state, field)]
+
+  return find
+
+
+def _one_buffer_per_parameter(buffers: list[Any], params: Any) -> Any:
+  """Merges momentum buffers that cover disjoint parameters into one tree.
+
+  ``optax.partition``/``masked`` give one buffer per part, masked
+  (``optax.MaskedNode``) outside it. A buffer laid out unlike the parameters
+  (``optax.flatten``), or two buffers of the same parameter (a chain of two
+  momentum transformations), cannot be read as *the* momentum: ValueError.
   """
+  layout = jax.tree.structure(params, is_leaf=_is_masked)
+  for buffer in buffers:
+    if jax.tree.structure(buffer, is_leaf=_is_masked) != layout:
+      raise ValueError(
+          "restart reads the momentum buffer, but the buffer found in the"
+          " inner state is laid out unlike the parameters (e.g. a flat vector"
+          " from optax.flatten). Put the flattening outside the restart,"
+          " optax.flatten(nagd.restart(...)), or say which buffer is the"
+          " momentum with momentum_buffer=lambda state: ...."
+      )
 
-  trend: _loss_trend.LossTrend
-  lowest: jax.Array
+  def merge(*leaves):
+    present = [leaf for leaf in leaves if not _is_masked(leaf)]
+    if len(present) > 1:
+      raise ValueError(
+          f"restart found {len(present)} momentum buffers for the same"
+          " parameter in the inner state (e.g. two momentum transformations"
+          " chained); say which one is the momentum with"
+          " momentum_buffer=lambda state: ... (the buffer tree)."
+      )
+    return present[0] if present else optax.MaskedNode()
+
+  return jax.tree.map(merge, *buffers, is_leaf=_is_masked)
 
 
-class SpeedMemory(NamedTuple):
-  """What the ``"speed"`` criterion remembers: the last step's squared norm."""
+def _keep_hyperparameters(fresh: Any, old: Any) -> Any:
+  """``fresh`` with the injected hyperparameters of ``old``.
 
-  previous_step_norm_squared: jax.Array
-
-
-def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
-  # Reductions over bf16/f16 leaves accumulate in float32 (free inside the
-  # fused reduction); float64 stays float64.
-  return jnp.promote_types(x.dtype, jnp.float32)
-
-
-def _tree_inner_product(a, b, axis_name) -> jax.Array:
-  """Re sum_i <a_i, b_i> over all leaves, psum-ed over ``axis_name``.
-
-  Leaves that are None in ``a`` or masked out (``optax.MaskedNode``) in ``b``
-  are skipped; complex leaves contribute Re(conj(a) b).
+  A restart forgets what the optimizer learned (its momentum, its counts),
+  not what the user set: hyperparameters injected with
+  ``optax.inject_hyperparams`` (and their schedules) run on.
   """
+  is_injected = lambda x: isinstance(x, optax.InjectStatefulHyperparamsState)
 
-  def leaf_product(x, y):
-    if x is None or isinstance(y, optax.MaskedNode):
-      return None
-    dtype = _accumulation_dtype(x)
-    return jnp.sum(jnp.real(jnp.conj(x.astype(dtype)) * y.astype(dtype)))
+  def keep(new, previous):
+    if not is_injected(new):
+      return new
+    return new._replace(
+        count=previous.count,
+        hyperparams=previous.hyperparams,
+        hyperparams_states=previous.hyperparams_states,
+    )
 
-  products = jax.tree.leaves(
-      jax.tree.map(leaf_product, a, b, is_leaf=lambda x: x is None)
+  return jax.tree.map(keep, fresh, old, is_leaf=is_injected)
+
+
+def _select(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
+  # A fresh state is a constant (zeros, count 0): selecting it is fused into
+  # the inner update, with no extra pass over the parameters.
+  return jax.tree.map(
+      lambda a, b: jnp.where(condition, a, b).astype(b.dtype), on_true,
+      on_false
   )
-  total = sum(products, jnp.zeros([], jnp.float32))
-  return total if axis_name is None else jax.lax.psum(total, axis_name)
 
 
 def restart(
     inner: optax.GradientTransformation,
-    criterion: Criterion = "loss",
+    criterion: criteria_lib.Criterion | _shorthands.Name = "loss",
     *,
-    loss_smoothing: float = 0.0,
-    noise_tolerance: float = 3.0,
+    loss_smoothing: float | None = None,
+    noise_tolerance: float | None = None,
     min_interval: int | None = None,
     axis_name: str | None = None,
-    momentum_field: str = "trace",
+    momentum_buffer: Callable[[optax.OptState], optax.Updates] | None = None,
+    momentum_field: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Restarts ``inner`` (a fresh ``init`` state) when ``criterion`` fires.
 
@@ -115,77 +160,82 @@ def restart(
   curvature supports, and the loss then ripples. Restarting the momentum at
   the first sign of it recovers the optimal linear rate on strongly convex
   problems without knowing the strong-convexity constant (O'Donoghue &
-  Candès). With :func:`nagd_optax.nesterov_trace` and
-  :func:`nagd_optax.schedules.nesterov_momentum` inside, the schedule starts
-  again from :math:`k = 0` at each restart: that is their algorithm.
+  Candès). With :func:`nagd_optax.nesterov_trace` and a momentum schedule
+  such as :func:`nagd_optax.schedules.nesterov_momentum` inside, the
+  schedule starts again from :math:`k = 0` at each restart.
 
-  Every criterion looks at the update just computed (parameters :math:`y_k`,
-  gradient :math:`g_k`, inner output :math:`u_k`, inner momentum buffer
-  :math:`m_k`) and, when it fires, the *next* update starts from a fresh
-  inner state. Deciding one step ahead is what keeps the cost to scalars: the
-  test is reduced in the same fused pass as the update, and the reset is a
-  scalar ``jnp.where`` per leaf. The criteria:
+  At each update the criterion (a :class:`nagd_optax.criteria.Criterion`)
+  is asked before the inner update, from what is known then (the loss), and
+  after it, from the update just computed (the gradient :math:`g_k`, the
+  inner output :math:`u_k`, the inner momentum buffer :math:`m_k`). A
+  restart before the update resets this update's inner state; one after it
+  resets the next update's (or, for an ``immediate`` criterion, recomputes
+  this update from a fresh state). Either way the reset is a scalar
+  ``jnp.where`` per leaf and the criteria keep only scalars.
 
-  - ``"loss"`` (function scheme): the loss rose,
-    :math:`f(y_k) > f(y_{k-1})`, compared in the loss's own precision. More
-    exactly, the reference is the lowest loss since the last restart, which
-    is :math:`f(y_{k-1})` unless ``min_interval`` held an earlier rise back
-    (then the loss must come back below where the run was, not merely fall).
-    A NaN or infinite loss never fires and is never stored. With
-    ``loss_smoothing`` :math:`s > 0` (for minibatch losses), the test becomes
-    :math:`\bar f_k > \min_{j} \bar f_j + z\,\hat\sigma_k`: the exponential
-    moving average of the loss rose above its lowest value since the last
-    restart by more than ``noise_tolerance`` :math:`z` of its own standard
-    errors, estimated from the losses. (Consecutive smoothed values alone do
-    not help: their difference has the sign of the raw noise.) The first
-    :math:`1/(1 - s)` losses only set the reference.
-    ``loss_smoothing=0.98`` keeps restarts on noisy minibatch losses rare.
-  - ``"gradient"``: the momentum points uphill,
-    :math:`\langle g_k, m_k \rangle < 0`, i.e.
-    :math:`\nabla f(y_k)^\top (x_{k+1} - x_k) > 0` in the two-sequence form.
-    The momentum buffer is the inner state's field ``momentum_field``; it
-    must accumulate the gradients themselves (as ``nesterov_trace``,
-    ``optax.trace`` and Adam's ``mu`` do), so keep negative scalings such
-    as the learning rate after the momentum. No extra buffer: the inner
-    product is taken on the step just computed.
-  - ``"speed"`` (Su, Boyd & Candès): the step got shorter,
-    :math:`\|u_k\| < \|u_{k-1}\|`, after at least ``min_interval`` (default
-    10) steps since the last restart.
-  - ``"interval"``: every ``min_interval`` steps (a fixed restart period).
-  - ``"on_demand"``: only when asked (below).
+  The criteria (``nagd_optax.criteria``, with their string shorthands):
+
+  - :func:`~nagd_optax.criteria.loss` (``"loss"``): the loss passed as
+    ``value=`` rose; optionally smoothed for minibatch losses.
+  - :func:`~nagd_optax.criteria.gradient` (``"gradient"``): the momentum
+    points uphill, :math:`\langle g_k, m_k \rangle < 0`.
+  - :func:`~nagd_optax.criteria.speed` (``"speed"``): the step got shorter.
+  - :func:`~nagd_optax.criteria.every` (``"interval"``, with
+    ``min_interval`` as the period): a fixed or scheduled period.
+  - :func:`~nagd_optax.criteria.on_demand` (``"on_demand"``): only when
+    asked.
+
+  Each is a variant of a published scheme; their docstrings say where they
+  differ from the paper (the loss is taken at :math:`y_k`, the gradient
+  test acts on the next update unless ``immediate=True``, the speed test
+  measures :math:`u_k` unless ``measure="momentum"``). A criterion of one's
+  own is a few lines: see :class:`nagd_optax.criteria.Criterion`.
 
   With any criterion, ``update(..., restart=True)`` restarts at once: the
   inner state is reset before this update (e.g. when fine-tuning switches to
   new data). ``restart`` may be a traced bool.
 
+  What a restart resets: the whole inner state returns to ``inner.init``
+  (momentum buffers, step counts and with them momentum schedules), except
+  hyperparameters injected with ``optax.inject_hyperparams`` inside
+  ``inner``, which keep their current values and schedules. Keep learning-
+  rate schedules outside ``inner`` unless they should restart too (as
+  :func:`nagd_optax.nagd` does).
+
   Args:
     inner: the transformation whose state is restarted, e.g.
-      :func:`nagd_optax.nesterov_trace`. Keep learning-rate schedules outside
-      it unless they should restart too. A restart calls ``inner.init`` on
+      :func:`nagd_optax.nesterov_trace`. A restart calls ``inner.init`` on
       ``params`` (on the updates when ``params`` is not passed).
-    criterion: one of ``"loss"``, ``"gradient"``, ``"speed"``, ``"interval"``,
+    criterion: a :class:`nagd_optax.criteria.Criterion`, or one of the
+      shorthands ``"loss"``, ``"gradient"``, ``"speed"``, ``"interval"``,
       ``"on_demand"``.
-    loss_smoothing: EMA factor :math:`s \in [0, 1)` for ``"loss"``. 0 is the
-      paper's exact test for full-batch problems; about 0.98 suits minibatch
-      losses.
-    noise_tolerance: for ``"loss"`` with ``loss_smoothing > 0``, how many
-      standard errors of the smoothed loss a rise must exceed.
-    min_interval: no criterion fires within this many updates of the last
-      restart. ``None`` means 10 for ``"speed"`` and 0 otherwise; ``"interval"``
-      needs it (it is the period).
-    axis_name: inside ``jax.shard_map``/``pmap`` with parameters sharded over
-      this axis, the inner products and norms are ``psum``-ed over it, so
-      every device takes the same decision. The loss passed as ``value=``
-      must already be the same on every device (``pmean``/``psum`` it).
-    momentum_field: the field of ``inner``'s state that holds the momentum
-      buffer, for ``"gradient"``: ``"trace"`` for
-      :func:`nagd_optax.nesterov_trace` and ``optax.trace``, ``"mu"`` for
-      ``optax.adam``.
+    loss_smoothing: with ``"loss"``: its ``smoothing``.
+    noise_tolerance: with ``"loss"``: its ``noise_tolerance``.
+    min_interval: with a shorthand: the criterion's ``min_interval`` (the
+      period of ``"interval"``). ``None`` keeps its default (10 for
+      ``"speed"``, else 0).
+    axis_name: inside ``jax.shard_map``/``pmap`` with parameters sharded
+      over this axis, the criteria's inner products and norms are reduced
+      over it (counting replicated leaves once, see
+      :func:`nagd_optax.criteria.tree_inner_product`), so every device
+      takes the same decision. The loss passed as ``value=`` must already be
+      the same on every device (``pmean`` it).
+    momentum_buffer: for criteria that read the momentum buffer
+      (``gradient``, ``speed(measure="momentum")``): a function from the
+      inner state to the buffer, a tree laid out like the parameters, e.g.
+      ``lambda state: state[0].mu`` for ``optax.adam``. ``None`` reads the
+      fields named ``trace`` (:func:`nagd_optax.nesterov_trace`,
+      ``optax.trace``, ``optax.sgd``), merging the disjoint buffers of
+      ``optax.partition``/``masked``. A layout that cannot be read as one
+      buffer per parameter is refused at ``init``.
+    momentum_field: deprecated; ``momentum_field="mu"`` is
+      ``momentum_buffer`` reading the fields named ``mu``.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` with state
-    :class:`RestartState`. ``update`` takes ``value=`` (the loss, needed by
-    ``"loss"``) and ``restart=``, and passes all extra arguments to ``inner``.
+    :class:`RestartState`. ``update`` takes ``restart=`` and passes all
+    extra keyword arguments (``value=``, ...) to the criterion and to
+    ``inner``.
 
   Example:
     >>> import jax
@@ -211,7 +261,7 @@ def restart(
     ...     x = optax.apply_updates(x, updates)
     ...   return loss(x) / loss(jnp.ones(50)), optax.tree.get(state, "restarts")
     >>> never, _ = minimise("on_demand")   # Nesterov's method, no restart
-    >>> restarted, restarts = minimise("gradient")
+    >>> restarted, restarts = minimise(nagd.criteria.gradient())
     >>> print(f"{float(never):.0e} vs {float(restarted):.0e}, {int(restarts)} restarts")
     4e-07 vs 6e-12, 3 restarts
 
@@ -224,142 +274,112 @@ def restart(
     Accelerated Gradient Method <https://arxiv.org/abs/1503.01243>`_, JMLR
     2016 (speed restart).
   """
-  if criterion not in CRITERIA:
-    raise ValueError(
-        f"criterion must be one of {', '.join(map(repr, CRITERIA))}; got"
-        f" {criterion!r}."
-    )
-  _validation.check_in_interval(
-      loss_smoothing, "loss_smoothing", 0.0, 1.0, include_low=True
+  criterion = _shorthands.resolve(
+      criterion,
+      loss_smoothing=loss_smoothing,
+      noise_tolerance=noise_tolerance,
+      min_interval=min_interval,
   )
-  if criterion != "loss" and _validation.concrete_number(loss_smoothing):
-    raise ValueError(
-        f"loss_smoothing applies to criterion='loss' only; criterion"
-        f" {criterion!r} does not read the loss."
-    )
-  _validation.check_at_least(noise_tolerance, "noise_tolerance", 0.0)
-  if min_interval is None:
-    if criterion == "interval":
+  if momentum_field is not None:
+    if momentum_buffer is not None:
       raise ValueError(
-          "criterion='interval' restarts every min_interval steps: pass"
-          " min_interval (an integer >= 1)."
+          "momentum_field is the deprecated form of momentum_buffer; pass"
+          " only momentum_buffer."
       )
-    min_interval = SPEED_MIN_INTERVAL if criterion == "speed" else 0
-  _validation.check_integer_at_least(
-      min_interval, "min_interval", 1 if criterion == "interval" else 0
-  )
+    warnings.warn(
+        f"momentum_field={momentum_field!r} is deprecated; pass"
+        " momentum_buffer=lambda state: ... (the buffer tree), e.g."
+        " lambda state: state[0].mu for optax.adam.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+  find_buffers = _buffers_named(momentum_field or "trace")
+  if momentum_buffer is not None:
+    if not callable(momentum_buffer):
+      raise TypeError(
+          "momentum_buffer must be a function from the inner state to the"
+          f" momentum buffer (e.g. lambda state: state[0].mu), got"
+          f" {momentum_buffer!r}."
+      )
+    find_buffers = lambda inner_state: [momentum_buffer(inner_state)]
   inner = optax.with_extra_args_support(inner)
 
-  def init_memory():
-    if criterion == "loss":
-      trend = _loss_trend.init_trend()
-      return LossMemory(trend=trend, lowest=jnp.full_like(trend.mean, jnp.inf))
-    if criterion == "speed":
-      return SpeedMemory(jnp.zeros([], _loss_trend.widest_float()))
-    return optax.EmptyState()
-
-  def init_fn(params):
-    if criterion == "gradient":
-      momentum_buffers(inner.init(params))  # fail early, at init
-    return RestartState(
-        inner_state=inner.init(params),
-        restarts=jnp.zeros([], jnp.int32),
-        steps_since_restart=jnp.zeros([], jnp.int32),
-        restart_next=jnp.zeros([], jnp.bool_),
-        memory=init_memory(),
-    )
-
-  def momentum_buffers(inner_state):
-    """Every momentum buffer in the inner state (one per partition)."""
-    buffers = [
-        buffer
-        for _, buffer in optax.tree.get_all_with_path(inner_state,
-                                                      momentum_field)
-    ]
+  def momentum_of(inner_state, params):
+    buffers = find_buffers(inner_state)
     if not buffers:
       raise ValueError(
-          f"criterion='gradient' reads the momentum buffer from the field"
-          f" {momentum_field!r} of the inner state, which has none; pass"
-          " momentum_field= (e.g. 'mu' for optax.adam) or use another"
-          " criterion."
+          "This restart criterion reads the momentum buffer, and the inner"
+          f" state has no field named {momentum_field or 'trace'!r}; say"
+          " which buffer is the momentum with momentum_buffer=lambda state:"
+          " ... (e.g. lambda state: state[0].mu for optax.adam), or use a"
+          " criterion that does not read it."
       )
-    return buffers
+    return _one_buffer_per_parameter(buffers, params)
 
-  def loss_rose(memory, allowed, value):
-    """The function scheme, on the loss at the parameters being updated."""
-    trend = _loss_trend.update_trend(memory.trend, value, loss_smoothing)
-    margin = jnp.where(
-        loss_smoothing > 0,
-        noise_tolerance * _loss_trend.standard_error(trend, loss_smoothing),
-        0.0,
+  def init_fn(params):
+    inner_state = inner.init(params)
+    if criterion.reads_momentum:
+      momentum_of(inner_state, params)  # refuse an unusable layout now
+    return RestartState(
+        inner_state=inner_state,
+        restarts=jnp.zeros([], jnp.int32),
+        steps_since_restart=jnp.zeros([], jnp.int32),
+        restart_pending=jnp.zeros([], jnp.bool_),
+        criterion_state=criterion.init(params),
     )
-    finite = jnp.isfinite(value)
-    settled = _loss_trend.settled(trend, loss_smoothing)
-    rose = allowed & finite & settled & (trend.mean > memory.lowest + margin)
-    # After a restart, rises are measured from the level it started at; until
-    # the average settles, the reference simply follows it.
-    lowest = jnp.where(
-        finite & (rose | ~settled),
-        trend.mean,
-        jnp.where(finite, jnp.minimum(memory.lowest, trend.mean), memory.lowest),
-    )
-    return rose, LossMemory(trend=trend, lowest=lowest)
-
-  def step_test(memory, allowed, gradients, updates, inner_state):
-    """The tests on the step just computed; they act on the next update."""
-    if criterion == "gradient":
-      # With optax.partition, each part holds a buffer (masked elsewhere).
-      uphill = sum(
-          _tree_inner_product(gradients, buffer, axis_name)
-          for buffer in momentum_buffers(inner_state)
-      )
-      return allowed & (uphill < 0), memory
-    if criterion == "speed":
-      norm_squared = _tree_inner_product(updates, updates, axis_name)
-      previous = memory.previous_step_norm_squared
-      return allowed & (norm_squared < previous), SpeedMemory(
-          norm_squared.astype(previous.dtype)
-      )
-    return allowed & (criterion == "interval"), memory
 
   def update_fn(updates, state, params=None, *, restart=False, **extra_args):
-    memory = state.memory
-    reset = state.restart_next | jnp.asarray(restart, jnp.bool_)
-    if criterion == "loss":
-      # The loss at these parameters is known before the update, so a rise
-      # restarts this very update: no extrapolation from a worse point.
-      rose, memory = loss_rose(
-          memory,
-          state.steps_since_restart >= min_interval,
-          _loss_trend.scalar_loss(
-              extra_args.get("value"), "restart(criterion='loss')"
-          ),
-      )
-      reset = reset | rose
-    # A fresh state is a constant (zeros, count 0): selecting it is fused
-    # into the inner update, with no extra pass over the parameters.
-    inner_state = jax.tree.map(
-        lambda new, old: jnp.where(reset, new, old).astype(old.dtype),
-        inner.init(_init_template(params, updates)),
-        state.inner_state,
+    info = criteria_lib.StepInfo(
+        gradients=updates,
+        params=params,
+        steps=state.steps_since_restart,
+        extra_args=extra_args,
+        axis_name=axis_name,
     )
+    criterion_state = state.criterion_state
+    reset = state.restart_pending | jnp.asarray(restart, jnp.bool_)
+    if criterion.before_update is not None:
+      fired, criterion_state = criterion.before_update(criterion_state, info)
+      reset = reset | fired
+    fresh = _keep_hyperparameters(
+        inner.init(_init_template(params, updates)), state.inner_state
+    )
+    inner_state = _select(reset, fresh, state.inner_state)
     new_updates, inner_state = inner.update(
         updates, inner_state, params, **extra_args
     )
+    restarts = jnp.where(reset, optax.safe_increment(state.restarts),
+                         state.restarts)
     steps = optax.safe_increment(
         jnp.where(reset, 0, state.steps_since_restart)
     )
-    restart_next, memory = step_test(
-        memory, steps >= min_interval, updates, new_updates, inner_state
-    )
+    pending = jnp.zeros([], jnp.bool_)
+    if criterion.after_update is not None:
+      fired, criterion_state = criterion.after_update(
+          criterion_state,
+          info._replace(
+              steps=steps,
+              updates=new_updates,
+              momentum=(
+                  momentum_of(inner_state, _init_template(params, updates))
+                  if criterion.reads_momentum else None
+              ),
+          ),
+      )
+      if criterion.immediate:
+        fresh_updates, _ = inner.update(updates, fresh, params, **extra_args)
+        new_updates = _select(fired, fresh_updates, new_updates)
+        inner_state = _select(fired, fresh, inner_state)
+        restarts = jnp.where(fired, optax.safe_increment(restarts), restarts)
+        steps = jnp.where(fired, 0, steps)
+      else:
+        pending = fired
     return new_updates, RestartState(
         inner_state=inner_state,
-        restarts=jnp.where(
-            reset, optax.safe_increment(state.restarts), state.restarts
-        ),
+        restarts=restarts,
         steps_since_restart=steps,
-        restart_next=restart_next,
-        memory=memory,
+        restart_pending=pending,
+        criterion_state=criterion_state,
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

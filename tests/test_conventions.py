@@ -46,7 +46,7 @@ OPTIMIZERS = {
         0.1, 0.9, restart="on_demand", accumulator_dtype=jnp.bfloat16
     ),
     "restart_adam_gradient": lambda: nagd.restart(
-        optax.adam(0.1), "gradient", momentum_field="mu"
+        optax.adam(0.1), "gradient", momentum_buffer=lambda state: state[0].mu
     ),
     "plateau_in_chain": lambda: optax.chain(
         nagd.nagd(nagd.schedules.wsd(0.1, 2, 2, 2), 0.9),

@@ -22,9 +22,12 @@ def test_every_public_name_is_documented_with_an_example():
   import nagd_optax  # pylint: disable=g-import-not-at-top
 
   api = (ROOT / "docs" / "api.md").read_text()
-  names = [f"nagd_optax.{n}" for n in nagd_optax.__all__ if n != "schedules"]
-  names += [f"nagd_optax.schedules.{n}"
-            for n in nagd_optax.schedules.__all__]
+  subpackages = ("schedules", "criteria")
+  names = [f"nagd_optax.{n}" for n in nagd_optax.__all__
+           if n not in subpackages]
+  for subpackage in subpackages:
+    names += [f"nagd_optax.{subpackage}.{n}"
+              for n in getattr(nagd_optax, subpackage).__all__]
   for name in names:
     assert name in api, f"{name} has no entry in docs/api.md"
     obj = nagd_optax

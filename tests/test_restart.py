@@ -70,7 +70,7 @@ def test_loss_rule_matches_plain_python(values, min_interval):
   )
   steps, state = _restart_steps(optimizer, values)
   assert steps == _loss_rule(values, min_interval)
-  assert np.isfinite(state.memory.lowest) or not any(
+  assert np.isfinite(state.criterion_state.lowest) or not any(
       math.isfinite(v) for v in values
   )
 
@@ -80,8 +80,8 @@ def test_non_finite_losses_never_restart_nor_poison_the_memory():
   optimizer = nagd.restart(nagd.nesterov_trace(0.9), "loss")
   steps, state = _restart_steps(optimizer, values)
   assert steps == [4, 8]  # 2.5 > 2.0 and 1.2 > 1.0; NaN/inf are skipped
-  assert float(state.memory.lowest) == pytest.approx(1.2)
-  assert float(state.memory.trend.mean) == pytest.approx(1.2)
+  assert float(state.criterion_state.lowest) == pytest.approx(1.2)
+  assert float(state.criterion_state.trend.mean) == pytest.approx(1.2)
 
 
 def test_float64_losses_are_compared_in_float64(x64):
@@ -92,7 +92,7 @@ def test_float64_losses_are_compared_in_float64(x64):
   steps, state = _restart_steps(optimizer, jnp.asarray(values),
                                 params=jnp.ones(3, jnp.float64))
   assert steps == [3]
-  assert state.memory.lowest.dtype == jnp.float64
+  assert state.criterion_state.lowest.dtype == jnp.float64
 
 
 def test_missing_value_raises_naming_value():
@@ -157,7 +157,7 @@ def test_restart_gives_a_fresh_inner_state():
   grads = [params * (k + 1.0) for k in range(4)]
   for g in grads[:3]:
     _, state = optimizer.update(g, state, params)
-  assert bool(state.restart_next)
+  assert bool(state.restart_pending)
   updates, state = optimizer.update(grads[3], state, params)
   fresh_updates, fresh_state = inner.update(grads[3], inner.init(params))
   chex.assert_trees_all_close(updates, fresh_updates)
@@ -203,29 +203,30 @@ def test_gradient_restart_fires_when_momentum_points_uphill():
   state = optimizer.init(params)
   # m = (1, 0); <g, m> = 1 > 0.
   _, state = optimizer.update(jnp.array([1.0, 0.0]), state, params)
-  assert not bool(state.restart_next)
+  assert not bool(state.restart_pending)
   # m = 0.5 (1, 0) + (-0.4, 1) = (0.1, 1); <g, m> = -0.04 + 1 > 0.
   _, state = optimizer.update(jnp.array([-0.4, 1.0]), state, params)
-  assert not bool(state.restart_next)
+  assert not bool(state.restart_pending)
   # m = 0.5 (0.1, 1) + (-0.1, 0) = (-0.05, 0.5); <g, m> = 0.005 > 0.
   _, state = optimizer.update(jnp.array([-0.1, 0.0]), state, params)
-  assert not bool(state.restart_next)
+  assert not bool(state.restart_pending)
   # m = 0.5 (-0.05, 0.5) + (0, -0.2) = (-0.025, 0.05); <g, m> = -0.01 < 0.
   _, state = optimizer.update(jnp.array([0.0, -0.2]), state, params)
-  assert bool(state.restart_next)
+  assert bool(state.restart_pending)
 
 
 def test_gradient_criterion_needs_a_momentum_buffer():
-  with pytest.raises(ValueError, match="momentum_field"):
+  with pytest.raises(ValueError, match="momentum_buffer"):
     nagd.restart(optax.scale(-1.0), "gradient").init(jnp.ones(2))
-  optimizer = nagd.restart(optax.adam(1e-2), "gradient", momentum_field="mu")
+  optimizer = nagd.restart(optax.adam(1e-2), "gradient",
+                           momentum_buffer=lambda state: state[0].mu)
   params = jnp.ones(2)
   state = optimizer.init(params)
   for _ in range(5):
     _, state = optimizer.update(params, state, params)
-  assert not bool(state.restart_next)
+  assert not bool(state.restart_pending)
   _, state = optimizer.update(-0.1 * params, state, params)
-  assert bool(state.restart_next)  # mu = 0.9 mu + 0.1 g still opposes g
+  assert bool(state.restart_pending)  # mu = 0.9 mu + 0.1 g still opposes g
 
 
 def test_restart_wraps_any_transformation():
@@ -255,7 +256,7 @@ def test_speed_waits_min_interval_steps():
   fired = []
   for k in range(15):  # steps get shorter every time
     _, state = optimizer.update(params / (k + 1), state, params)
-    fired.append(bool(state.restart_next))
+    fired.append(bool(state.restart_pending))
   # Fires once 10 updates were taken since the (re)start, then again 10
   # updates after the restart applied at update 11.
   assert fired == [False] * 9 + [True] + [False] * 5
@@ -394,7 +395,7 @@ def test_loss_noise_of_1e6_f0(x64):
 # Cost: restart adds scalars to the state and a select per leaf, no branch.
 
 
-@pytest.mark.parametrize("criterion", nagd._restart.CRITERIA)
+@pytest.mark.parametrize("criterion", nagd.criteria._shorthands.NAMES)
 def test_restart_adds_only_scalars_to_the_state(criterion):
   params = {"w": jnp.zeros((64, 32)), "b": jnp.zeros(32)}
   kwargs = {"min_interval": 5} if criterion == "interval" else {}
@@ -421,7 +422,7 @@ def _primitives(jaxpr):
           yield from _primitives(sub)
 
 
-@pytest.mark.parametrize("criterion", nagd._restart.CRITERIA)
+@pytest.mark.parametrize("criterion", nagd.criteria._shorthands.NAMES)
 def test_the_decision_is_a_select_not_a_branch(criterion):
   kwargs = {"min_interval": 5} if criterion == "interval" else {}
   optimizer = nagd.nagd(0.1, restart=criterion, **kwargs)
@@ -495,14 +496,14 @@ def test_gradient_criterion_inside_masked_and_partitioned_inners():
     buffers = {k: 0.5 * buffers[k] + np.asarray(g) for k, g in grads.items()}
     _, masked_state = masked.update(grads, masked_state, params)
     _, partitioned_state = partitioned.update(grads, partitioned_state, params)
-    assert bool(masked_state.restart_next) == _uphill([grads["a"]],
+    assert bool(masked_state.restart_pending) == _uphill([grads["a"]],
                                                       [buffers["a"]])
-    assert bool(partitioned_state.restart_next) == _uphill(
+    assert bool(partitioned_state.restart_pending) == _uphill(
         [grads["a"], grads["b"]], [buffers["a"], buffers["b"]])
   # The last step: "a" alone went uphill (-0.04), "a" and "b" together did
   # not (-0.04 + 0.06).
-  assert bool(masked_state.restart_next)
-  assert not bool(partitioned_state.restart_next)
+  assert bool(masked_state.restart_pending)
+  assert not bool(partitioned_state.restart_pending)
 
 
 def test_complex_parameters_use_the_real_inner_product():
@@ -516,7 +517,7 @@ def test_complex_parameters_use_the_real_inner_product():
     fired = []
     for k in range(4):
       _, state = optimizer.update(params * (1.0 + k), state, params)
-      fired.append(bool(state.restart_next))
+      fired.append(bool(state.restart_pending))
     assert not any(fired), criterion  # growing, aligned steps: no restart
     if criterion == "speed":
-      assert float(state.memory.previous_step_norm_squared) > 0
+      assert float(state.criterion_state.previous_norm_squared) > 0

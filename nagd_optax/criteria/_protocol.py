@@ -1,0 +1,210 @@
+"""What a restart criterion is: a small protocol, and the reductions it uses."""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class StepInfo(NamedTuple):
+  """What :func:`nagd_optax.restart` shows a criterion at one update.
+
+  Attributes:
+    gradients: the updates handed to the restart wrapper, :math:`g_k` (the
+      gradients, when it comes first in the chain).
+    params: the parameters :math:`y_k` passed to ``update`` (or None).
+    steps: updates since the inner state was last (re)initialised: before
+      this update in ``before_update``, after it in ``after_update``; int32.
+    extra_args: the keyword arguments of ``update`` (``value=``, ...).
+    axis_name: the wrapper's ``axis_name``; use :meth:`inner_product`, which
+      reduces over it correctly.
+    updates: the inner transformation's output :math:`u_k` (``after_update``
+      only).
+    momentum: the inner state's momentum buffer :math:`m_k` after the update
+      (``after_update`` of criteria with ``reads_momentum`` only).
+
+  Example:
+    A criterion that restarts once the gradient is small, read from the
+    step information:
+
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import nagd_optax as nagd
+    >>> def small_gradient(threshold):
+    ...   def after_update(state, info):
+    ...     norm = jnp.sqrt(info.inner_product(info.gradients, info.gradients))
+    ...     return norm < threshold, state
+    ...   return nagd.criteria.Criterion(
+    ...       init=lambda params: optax.EmptyState(),
+    ...       after_update=after_update)
+    >>> optimizer = nagd.nagd(0.1, restart=small_gradient(0.5))
+    >>> state = optimizer.init(jnp.ones(2))
+    >>> _, state = optimizer.update(jnp.array([0.3, 0.0]), state)
+    >>> bool(state[0].restart_pending)
+    True
+  """
+
+  gradients: optax.Updates
+  params: optax.Params | None
+  steps: jax.Array
+  extra_args: dict[str, Any]
+  axis_name: str | None = None
+  updates: optax.Updates | None = None
+  momentum: optax.Updates | None = None
+
+  def inner_product(self, a: optax.Updates, b: optax.Updates) -> jax.Array:
+    """:func:`tree_inner_product` over this update's ``axis_name``."""
+    return tree_inner_product(a, b, self.axis_name)
+
+
+class Criterion(NamedTuple):
+  r"""A restart criterion: when :func:`nagd_optax.restart` resets its inner
+  state.
+
+  Like an :class:`optax.GradientTransformation`, a criterion is a tuple of
+  pure functions around a state of its own (scalars: it must add no
+  parameter-sized buffer). The wrapper calls, at every update,
+
+  1. ``before_update(state, info) -> (restart_now, state)``, where ``info``
+     is a :class:`StepInfo` without ``updates``/``momentum``: if
+     ``restart_now``, this very update starts from a fresh inner state (the
+     loss criterion does this: the loss at the parameters is known before
+     the update);
+  2. the inner update;
+  3. ``after_update(state, info) -> (restart, state)``, ``info`` now holding
+     the inner update and (with ``reads_momentum``) the momentum buffer: if
+     ``restart``, the *next* update starts from a fresh inner state, or,
+     with ``immediate=True``, this update is recomputed from a fresh state
+     and the inner state is left fresh.
+
+  Either function may be None. Decisions are boolean scalars (they may be
+  traced); the wrapper applies them with a select, never a branch.
+
+  Attributes:
+    init: ``params -> state``, the criterion's initial state (a pytree of
+      scalars; ``optax.EmptyState()`` for none).
+    before_update: the test on what is known before the update, or None.
+    after_update: the test on the update just computed, or None.
+    reads_momentum: whether ``after_update`` needs ``info.momentum``; the
+      wrapper then checks at ``init`` that the inner state has a usable
+      momentum buffer.
+    immediate: whether a restart from ``after_update`` replaces this update
+      instead of acting on the next one.
+
+  Example:
+    A criterion of one's own: restart when a held-out loss, passed to
+    ``update`` as an extra keyword argument, rises above its lowest value.
+
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import nagd_optax as nagd
+    >>> def held_out_rises():
+    ...   def before_update(lowest, info):
+    ...     loss = info.extra_args["held_out_loss"]
+    ...     return loss > lowest, jnp.minimum(lowest, loss)
+    ...   return nagd.criteria.Criterion(
+    ...       init=lambda params: jnp.asarray(jnp.inf),
+    ...       before_update=before_update)
+    >>> optimizer = nagd.nagd(0.1, 0.9, restart=held_out_rises())
+    >>> params = jnp.ones(2)
+    >>> state = optimizer.init(params)
+    >>> for held_out in [3.0, 2.0, 2.5, 1.0]:  # 2.5 rose: restart
+    ...   _, state = optimizer.update(params, state, params,
+    ...                               held_out_loss=held_out)
+    >>> int(optax.tree.get(state, "restarts"))
+    1
+  """
+
+  init: Callable[[optax.Params], Any]
+  before_update: Callable[[Any, StepInfo], tuple[jax.Array, Any]] | None = (
+      None
+  )
+  after_update: Callable[[Any, StepInfo], tuple[jax.Array, Any]] | None = (
+      None
+  )
+  reads_momentum: bool = False
+  immediate: bool = False
+
+
+def no_state(params: optax.Params) -> optax.EmptyState:
+  """The ``init`` of a criterion that remembers nothing."""
+  del params
+  return optax.EmptyState()
+
+
+def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
+  # Reductions over bf16/f16 leaves accumulate in float32 (free inside the
+  # reduction); float64 stays float64.
+  return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _varying_axes(x: jax.Array) -> frozenset[str]:
+  """The manual mesh axes over which ``x`` varies inside ``shard_map``.
+
+  JAX tracks this when ``check_vma=True`` (its default) and reports it on
+  the value's type; outside ``shard_map``, under ``pmap`` and with
+  ``check_vma=False`` the set is empty.
+  """
+  manual_axis_type = getattr(jax.typeof(x), "manual_axis_type", None)
+  return frozenset(getattr(manual_axis_type, "varying", ()))
+
+
+def tree_inner_product(
+    a: optax.Updates, b: optax.Updates, axis_name: str | None = None
+) -> jax.Array:
+  r""":math:`\mathrm{Re} \sum_i \langle a_i, b_i \rangle` over the leaves,
+  across devices when the leaves are sharded over ``axis_name``.
+
+  Leaves that are None in ``a`` or masked out (``optax.MaskedNode``) in
+  ``b`` are skipped; complex leaves contribute
+  :math:`\mathrm{Re}(\bar a_i b_i)`; bf16/f16 leaves are accumulated in
+  float32.
+
+  Inside ``jax.shard_map``, a leaf that is sharded over ``axis_name`` holds
+  a different part of the parameter on each device, so its partial sums are
+  ``psum``-ed; a leaf that is replicated over it (a bias next to sharded
+  weights) already holds the whole parameter and is counted once. JAX tells
+  the two apart when ``shard_map`` checks varying axes (``check_vma=True``,
+  its default). Where it does not (``check_vma=False``, ``pmap``), every leaf
+  is taken as sharded, which is exact when all of them are.
+
+  Args:
+    a: a tree of arrays (e.g. the gradients).
+    b: a tree with the structure of ``a`` (e.g. the momentum buffer).
+    axis_name: the mapped axis to reduce over, or None.
+
+  Returns:
+    A scalar, the same on every device along ``axis_name``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import nagd_optax as nagd
+    >>> a = {"w": jnp.array([1.0, 2.0]), "b": jnp.array(3.0)}
+    >>> float(nagd.criteria.tree_inner_product(a, a))
+    14.0
+  """
+  varying, invariant = [], []
+
+  def leaf_product(x, y):
+    if x is None or isinstance(y, optax.MaskedNode):
+      return
+    dtype = _accumulation_dtype(x)
+    product = jnp.sum(jnp.real(jnp.conj(x.astype(dtype)) * y.astype(dtype)))
+    if axis_name is not None and axis_name in _varying_axes(product):
+      varying.append(product)
+    else:
+      invariant.append(product)
+
+  jax.tree.map(leaf_product, a, b, is_leaf=lambda x: x is None)
+  zero = jnp.zeros([], jnp.float32)
+  if axis_name is None:
+    return sum(invariant, zero)
+  if not varying:
+    # Nothing is known to vary over the axis: either JAX does not track it
+    # (every leaf is then taken as sharded) or every leaf is replicated,
+    # where the psum scales the whole product by the axis size, which no
+    # criterion's comparison depends on.
+    return jax.lax.psum(sum(invariant, zero), axis_name)
+  return jax.lax.psum(sum(varying, zero), axis_name) + sum(invariant, zero)
