@@ -49,8 +49,14 @@ def accelerated_gradient(
 
   - "function": f(y_k) > f(y_{k-1}): restart before stepping from y_k.
   - "gradient": grad(y_k)^T (x_{k+1} - x_k) > 0: restart at the next step.
+  - "gradient_paper": the same test, acted on as O'Donoghue & Candès do:
+    the extrapolation is dropped (y_{k+1} = x_{k+1}) and the momentum
+    sequence restarts from there (theta_{k+1} = 1).
   - "speed": ||y_{k+1} - y_k|| < ||y_k - y_{k-1}||, once at least
     min_interval steps were taken since the last restart: at the next step.
+  - "speed_paper": Su, Boyd & Candès' test on the gradient-step points,
+    ||x_{k+1} - x_k|| < ||x_k - x_{k-1}||, acted on likewise (their
+    j <- 1 at the next iteration).
 
   Returns (iterations until stop(f(y_k)), restarts, the iterates y_k).
   """
@@ -79,8 +85,15 @@ def accelerated_gradient(
     y_next = x_next + beta(j) * (x_next - x)
     if scheme == "gradient":
       restart_next = g @ (x_next - x) > 0 and j >= min_interval
-    elif scheme == "speed":
-      step_length = np.linalg.norm(y_next - y)
+    elif scheme == "gradient_paper":
+      if g @ (x_next - x) > 0 and j >= min_interval:
+        y_next, j = x_next.copy(), 0
+        restarts += 1
+    elif scheme in ("speed", "speed_paper"):
+      if scheme == "speed":
+        step_length = np.linalg.norm(y_next - y)
+      else:
+        step_length = np.linalg.norm(x_next - x)
       restart_next = step_length < previous_step_length and j >= min_interval
       previous_step_length = step_length
     x, y = x_next, y_next

@@ -220,11 +220,72 @@ def shard_map_sharded_parameters():
           f" restarts={int(restarts)}")
 
 
+def shard_map_mixed_parameters():
+  """Sharded weights next to a replicated bias, with axis_name: the bias is
+  counted once, not once per device, so the 8-device run takes the
+  decisions of the one-device run (JAX tells the two kinds of leaves apart
+  by whether they vary over the axis)."""
+  lam, x0 = _quadratic()
+  # A replicated leaf whose share of <g, m> decides some restarts.
+  curvature = jnp.asarray([1.0, 0.5, 0.2, 0.05])
+  bias0 = 4.0 * jnp.asarray([1.0, -1.0, 1.0, -1.0])
+
+  def gradients(params, lam):
+    return {"w": lam * params["w"], "b": curvature * params["b"]}
+
+  for criterion in ("gradient", "speed"):
+    optimizer = _optimizer(criterion, axis_name="x")
+
+    def train(lam, w, b):
+      def step(carry, _):
+        params, state = carry
+        updates, state = optimizer.update(gradients(params, lam), state,
+                                          params)
+        return (optax.apply_updates(params, updates), state), params
+
+      params = {"w": w, "b": b}
+      (params, state), history = jax.lax.scan(
+          step, (params, optimizer.init(params)), length=STEPS)
+      return params["w"], params["b"], history["b"], optax.tree.get(
+          state, "restarts")
+
+    sharded = jax.jit(
+        jax.shard_map(
+            train, mesh=MESH, in_specs=(P("x"), P("x"), P()),
+            out_specs=(P("x"), P(), P(), P()),
+        )
+    )
+    w, b, bias_history, restarts = sharded(lam, x0, bias0)
+
+    single = _optimizer(criterion)
+
+    @jax.jit
+    def reference(params):
+      def step(carry, _):
+        params, state = carry
+        updates, state = single.update(gradients(params, lam), state, params)
+        return (optax.apply_updates(params, updates), state), params["b"]
+
+      return jax.lax.scan(step, (params, single.init(params)), length=STEPS)
+
+    (expected, expected_state), expected_history = reference(
+        {"w": jnp.asarray(x0), "b": bias0})
+    np.testing.assert_allclose(w, expected["w"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b, expected["b"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(bias_history, expected_history, rtol=1e-9,
+                               atol=1e-12)
+    assert int(restarts) == int(optax.tree.get(expected_state, "restarts"))
+    assert int(restarts) > 0
+    print(f"shard_map_mixed_parameters {criterion}: ok,"
+          f" restarts={int(restarts)}")
+
+
 CASES = {
     "jit_named_sharding": jit_named_sharding,
     "jit_init_explicit_sharding": jit_init_explicit_sharding,
     "shard_map_data_parallel": shard_map_data_parallel,
     "shard_map_sharded_parameters": shard_map_sharded_parameters,
+    "shard_map_mixed_parameters": shard_map_mixed_parameters,
 }
 
 assert set(CASES) == set(sharding_cases_names.CASES)

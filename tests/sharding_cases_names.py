@@ -6,4 +6,5 @@ CASES = (
     "jit_init_explicit_sharding",
     "shard_map_data_parallel",
     "shard_map_sharded_parameters",
+    "shard_map_mixed_parameters",
 )

@@ -521,3 +521,101 @@ def test_complex_parameters_use_the_real_inner_product():
     assert not any(fired), criterion  # growing, aligned steps: no restart
     if criterion == "speed":
       assert float(state.criterion_state.previous_norm_squared) > 0
+
+
+# ----------------------------------------------------------------------------
+# Which buffer is the momentum; what a restart resets; deprecated names.
+
+
+def test_two_momentum_buffers_of_the_same_parameters_are_refused_at_init():
+  inner = optax.chain(nagd.nesterov_trace(0.9), optax.trace(0.5))
+  with pytest.raises(ValueError, match="momentum_buffer"):
+    nagd.restart(inner, "gradient").init(jnp.ones(3))
+
+
+def test_momentum_buffer_says_which_buffer_is_read():
+  """With momentum_buffer picking the second of two buffers, the test is
+  <g, m> on that buffer alone, checked against the buffer computed by hand."""
+  inner = optax.chain(nagd.nesterov_trace(0.9), optax.trace(0.5))
+  optimizer = nagd.restart(inner, "gradient",
+                           momentum_buffer=lambda state: state[1].trace)
+  params = jnp.zeros(2)
+  state = optimizer.init(params)
+  first = np.zeros(2)  # nesterov_trace's buffer
+  second = np.zeros(2)  # optax.trace's buffer, fed nesterov_trace's output
+  for g in ([-3.0, -1.0], [-1.0, 1.0], [3.0, 1.0]):
+    g = np.asarray(g)
+    first = 0.9 * first + g
+    second = 0.5 * second + (g + 0.9 * first)
+    _, state = optimizer.update(jnp.asarray(g), state, params)
+    assert bool(state.restart_pending) == bool(g @ second < 0)
+  # The last gradient opposes the second buffer, not the first.
+  assert bool(state.restart_pending) and g @ first > 0
+
+
+def test_a_flattened_buffer_is_refused_at_init_with_what_to_do():
+  params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+  optimizer = nagd.restart(optax.flatten(nagd.nesterov_trace(0.9)),
+                           "gradient")
+  with pytest.raises(ValueError, match=r"optax.flatten\(nagd.restart"):
+    optimizer.init(params)
+  # The suggested order works, and equals the unflattened restart.
+  flat = optax.flatten(nagd.restart(nagd.nesterov_trace(0.9), "gradient"))
+  tree = nagd.restart(nagd.nesterov_trace(0.9), "gradient")
+  flat_state, tree_state = flat.init(params), tree.init(params)
+  for k in range(6):
+    grads = jax.tree.map(lambda p: jnp.cos(k * p + k), params)
+    flat_updates, flat_state = flat.update(grads, flat_state, params)
+    tree_updates, tree_state = tree.update(grads, tree_state, params)
+    chex.assert_trees_all_close(flat_updates, tree_updates, rtol=1e-6)
+
+
+def test_momentum_buffer_must_be_callable():
+  with pytest.raises(TypeError, match="momentum_buffer"):
+    nagd.restart(nagd.nesterov_trace(), "gradient", momentum_buffer="trace")
+
+
+def test_momentum_field_still_works_but_is_deprecated():
+  with pytest.warns(DeprecationWarning, match="momentum_buffer"):
+    old = nagd.restart(optax.adam(1e-2), "gradient", momentum_field="mu")
+  new = nagd.restart(optax.adam(1e-2), "gradient",
+                     momentum_buffer=lambda state: state[0].mu)
+  params = jnp.ones(2)
+  old_state, new_state = old.init(params), new.init(params)
+  for g in (params, params, -0.1 * params):
+    _, old_state = old.update(g, old_state, params)
+    _, new_state = new.update(g, new_state, params)
+  chex.assert_trees_all_equal(old_state, new_state)
+
+
+def test_renamed_state_fields_warn_and_still_answer():
+  state = nagd.restart(nagd.nesterov_trace(), "loss").init(jnp.ones(2))
+  with pytest.warns(DeprecationWarning, match="restart_pending"):
+    assert state.restart_next is state.restart_pending
+  with pytest.warns(DeprecationWarning, match="criterion_state"):
+    assert state.memory is state.criterion_state
+
+
+def test_a_restart_keeps_injected_hyperparameters():
+  """inject_hyperparams inside the restart: the momentum restarts, the
+  learning rate the user set does not return to its initial value. After
+  the restart the updates are those of a fresh SGD at the new rate."""
+  inner = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1,
+                                              momentum=0.9, nesterov=True)
+  optimizer = nagd.restart(inner, "on_demand")
+  params = jnp.array([1.0, -1.0])
+  state = optimizer.init(params)
+  _, state = optimizer.update(params, state, params)
+  state.inner_state.hyperparams["learning_rate"] = jnp.asarray(0.01)
+  grads = [jnp.array([0.5, 2.0]), jnp.array([-1.0, 0.3])]
+  ours = []
+  for k, g in enumerate(grads):
+    updates, state = optimizer.update(g, state, params, restart=k == 0)
+    ours.append(updates)
+  sgd = optax.sgd(0.01, 0.9, nesterov=True)
+  sgd_state, expected = sgd.init(params), []
+  for g in grads:
+    updates, sgd_state = sgd.update(g, sgd_state, params)
+    expected.append(updates)
+  chex.assert_trees_all_close(ours, expected, rtol=1e-6)
+  assert float(state.inner_state.hyperparams["learning_rate"]) == np.float32(0.01)

@@ -1,0 +1,152 @@
+"""Criterion objects: the protocol, a criterion of one's own, the period."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import nagd_optax as nagd
+
+
+def held_out_rises():
+  """The docs' example: restart when a held-out loss, passed to update as
+  an extra keyword argument, rises above its lowest value so far."""
+
+  def before_update(lowest, info):
+    loss = info.extra_args["held_out_loss"]
+    return loss > lowest, jnp.minimum(lowest, loss)
+
+  return nagd.criteria.Criterion(
+      init=lambda params: jnp.asarray(jnp.inf), before_update=before_update
+  )
+
+
+def _held_out_rule(losses):
+  """The same rule in plain Python: the updates that restart."""
+  lowest, steps = math.inf, []
+  for k, loss in enumerate(losses):
+    if loss > lowest:
+      steps.append(k)
+    lowest = min(lowest, loss)
+  return steps
+
+
+def test_a_criterion_of_ones_own_restarts_where_its_rule_says():
+  losses = [3.0, 2.0, 2.5, 1.0, 1.0, 1.5, 0.5, 0.7]
+  optimizer = nagd.nagd(0.1, 0.9, restart=held_out_rises())
+  params = jnp.ones(3)
+
+  @jax.jit
+  def step(state, held_out):
+    return optimizer.update(params, state, params, held_out_loss=held_out)[1]
+
+  state, restarted = optimizer.init(params), []
+  for k, loss in enumerate(losses):
+    before = int(state[0].restarts)
+    state = step(state, loss)
+    if int(state[0].restarts) > before:
+      restarted.append(k)
+  assert restarted == _held_out_rule(losses) == [2, 5, 7]
+
+
+def test_a_restart_by_ones_own_criterion_is_a_fresh_start():
+  """The update that restarts equals the first update of a fresh nagd."""
+  optimizer = nagd.nagd(0.1, 0.9, restart=held_out_rises())
+  plain = nagd.nagd(0.1, 0.9)
+  params = jnp.array([1.0, -2.0])
+  state = optimizer.init(params)
+  for loss in (1.0, 0.5):
+    _, state = optimizer.update(params, state, params, held_out_loss=loss)
+  updates, _ = optimizer.update(2 * params, state, params, held_out_loss=0.9)
+  expected, _ = plain.update(2 * params, plain.init(params), params)
+  chex.assert_trees_all_close(updates, expected)
+
+
+def test_shorthand_options_are_refused_with_a_criterion_object():
+  with pytest.raises(ValueError, match="criteria.loss"):
+    nagd.restart(nagd.nesterov_trace(), nagd.criteria.loss(),
+                 loss_smoothing=0.9)
+  with pytest.raises(ValueError, match="min_interval"):
+    nagd.nagd(0.1, restart=nagd.criteria.gradient(), min_interval=3)
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda: nagd.criteria.loss(1.0), "smoothing"),
+        (lambda: nagd.criteria.loss(noise_tolerance=-1.0), "noise_tolerance"),
+        (lambda: nagd.criteria.loss(min_interval=-1), "min_interval"),
+        (lambda: nagd.criteria.gradient(min_interval=1.5), "min_interval"),
+        (lambda: nagd.criteria.speed(measure="x"), "measure"),
+        (lambda: nagd.criteria.every(0), "period"),
+    ],
+)
+def test_bad_criterion_arguments_raise_naming_them(make, name):
+  with pytest.raises(ValueError, match=name):
+    make()
+
+
+def test_the_shorthands_are_the_criteria():
+  """restart="speed" and criteria.speed() give the same state structure and
+  the same updates."""
+  params = jnp.linspace(-1.0, 1.0, 5)
+  for name, criterion in [
+      ("loss", nagd.criteria.loss()),
+      ("gradient", nagd.criteria.gradient()),
+      ("speed", nagd.criteria.speed()),
+      ("on_demand", nagd.criteria.on_demand()),
+  ]:
+    by_name = nagd.nagd(0.1, 0.9, restart=name)
+    by_object = nagd.nagd(0.1, 0.9, restart=criterion)
+    a, b = by_name.init(params), by_object.init(params)
+    chex.assert_trees_all_equal_structs(a, b)
+    for k in range(12):
+      grads = jnp.cos(params * k)
+      ua, a = by_name.update(grads, a, params, value=float(np.cos(k)))
+      ub, b = by_object.update(grads, b, params, value=float(np.cos(k)))
+      chex.assert_trees_all_equal(ua, ub)
+    chex.assert_trees_all_equal(a, b)
+
+
+def _every_rule(period, updates):
+  """Scheduled restart in plain Python: the run containing update t ends
+  once it is floor(period(t)) updates long; returns the updates that start
+  from a fresh state (restarts)."""
+  restarted, length = [], 0
+  for t in range(updates):
+    if length > 0 and length >= restart_length:
+      restarted.append(t)
+      length = 0
+    length += 1
+    restart_length = max(math.floor(period(t)), 1)
+  return restarted
+
+
+@pytest.mark.parametrize(
+    "period",
+    [
+        3,
+        optax.piecewise_constant_schedule(2, {7: 2.0, 20: 1.5}),  # 2, 4, 6
+    ],
+)
+def test_every_restarts_on_its_period(period):
+  optimizer = nagd.nagd(0.1, nagd.schedules.nesterov_momentum(),
+                        restart=nagd.criteria.every(period))
+  params = jnp.ones(2)
+
+  @jax.jit
+  def step(state):
+    return optimizer.update(params, state, params)[1]
+
+  state, restarted = optimizer.init(params), []
+  for t in range(40):
+    before = int(state[0].restarts)
+    state = step(state)
+    if int(state[0].restarts) > before:
+      restarted.append(t)
+  as_function = period if callable(period) else (lambda t: period)
+  assert restarted == _every_rule(lambda t: float(as_function(t)), 40)
