@@ -235,3 +235,86 @@ def test_schedules_with_inject_hyperparams():
         float(schedule(k)), rel=1e-6, abs=1e-9
     )
     np.testing.assert_allclose(updates, expected, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------
+# Under x64 every schedule is float64 and as exact as its closed form in
+# Python floats. The values (1e-3, 0.3, ...) are not exact in float32, so a
+# float32 step anywhere inside would show as a ~1e-8 relative error.
+
+
+def _cosine_ramp(t):
+  return 0.5 * (1.0 - math.cos(math.pi * t))
+
+
+def _wsd(k, peak, warmup_steps, stable_steps, decay_steps, end, shape):
+  if k < warmup_steps:
+    return peak * k / warmup_steps
+  if k < warmup_steps + stable_steps:
+    return peak
+  t = min((k - warmup_steps - stable_steps) / decay_steps, 1.0)
+  return peak + (end - peak) * shape(t)
+
+
+X64_CASES = {
+    "warmup_linear": (
+        lambda: S.warmup(1e-3, 10, init_value=3e-4),
+        lambda k: 3e-4 + 7e-4 * k / 10 if k < 10 else 1e-3,
+    ),
+    "warmup_cosine": (
+        lambda: S.warmup(1e-3, 10, init_value=3e-4, kind="cosine"),
+        lambda k: 3e-4 + 7e-4 * _cosine_ramp(k / 10) if k < 10 else 1e-3,
+    ),
+    "warmup_of_step_decay": (
+        lambda: S.warmup(S.step_decay(1e-3, 0.3, 7), 10, init_value=1e-4),
+        lambda k: (1e-4 + 9e-4 * k / 10 if k < 10
+                   else 1e-3 * 0.3 ** ((k - 10) // 7)),
+    ),
+    "wsd_linear": (
+        lambda: S.wsd(1e-3, 10, 20, 30, end_value=1e-4),
+        lambda k: _wsd(k, 1e-3, 10, 20, 30, 1e-4, lambda t: t),
+    ),
+    "wsd_cosine": (
+        lambda: S.wsd(1e-3, 10, 20, 30, end_value=1e-4, decay="cosine"),
+        lambda k: _wsd(k, 1e-3, 10, 20, 30, 1e-4, _cosine_ramp),
+    ),
+    "wsd_sqrt": (
+        lambda: S.wsd(1e-3, 10, 20, 30, end_value=1e-4, decay="sqrt"),
+        lambda k: _wsd(k, 1e-3, 10, 20, 30, 1e-4, math.sqrt),
+    ),
+    "inverse_sqrt": (
+        lambda: S.inverse_sqrt(1e-3, 30),
+        lambda k: 1e-3 * k / 30 if k < 30 else 1e-3 * math.sqrt(30 / k),
+    ),
+    "step_decay": (
+        lambda: S.step_decay(1e-3, 0.3, 7),
+        lambda k: 1e-3 * 0.3 ** (k // 7),
+    ),
+    "nesterov_momentum": (S.nesterov_momentum, lambda k: k / (k + 3)),
+    "strongly_convex_momentum": (
+        lambda: S.strongly_convex_momentum(30.0),
+        lambda k: (math.sqrt(30.0) - 1) / (math.sqrt(30.0) + 1),
+    ),
+    "sutskever_momentum": (
+        lambda: S.sutskever_momentum(0.97, every=7),
+        lambda k: min(1 - 1 / (2 * (k // 7 + 1)), 0.97),
+    ),
+}
+X64_STEPS = list(range(130)) + [1000, 12_345, 10**6]
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("jit", [True, False], ids=["jit_vmap", "eager"])
+@pytest.mark.parametrize("name", sorted(X64_CASES))
+def test_schedules_are_float64_and_exact_under_x64(name, jit):
+  make, closed_form = X64_CASES[name]
+  schedule = make()
+  # The optimizers' step counts are int32, also under x64.
+  counts = jnp.asarray(X64_STEPS, jnp.int32)
+  if jit:
+    values = jax.jit(jax.vmap(schedule))(counts)
+  else:
+    values = jnp.stack([schedule(count) for count in counts])
+  assert values.dtype == jnp.float64
+  expected = [closed_form(k) for k in X64_STEPS]
+  np.testing.assert_allclose(values, expected, rtol=1e-15, atol=0.0)
