@@ -1,5 +1,8 @@
-"""Momentum schedules against their closed forms."""
+"""Schedules against their closed forms (or, for FISTA's momentum, against
+its recursion in 40-digit decimal arithmetic)."""
 
+import decimal
+import functools
 import math
 
 import optax
@@ -10,6 +13,7 @@ import numpy as np
 import pytest
 
 import nagd_optax as nagd
+from tests import reference_methods
 
 
 def test_nesterov_momentum_is_the_paper_sequence():
@@ -144,6 +148,7 @@ SCHEDULES = {
     "step_decay": lambda: S.step_decay(1.0, 0.5, 7),
     "sutskever_momentum": lambda: S.sutskever_momentum(0.9, 5),
     "nesterov_momentum": S.nesterov_momentum,
+    "fista_momentum": S.fista_momentum,
     "strongly_convex_momentum": lambda: S.strongly_convex_momentum(50.0),
 }
 
@@ -318,3 +323,59 @@ def test_schedules_are_float64_and_exact_under_x64(name, jit):
   assert values.dtype == jnp.float64
   expected = [closed_form(k) for k in X64_STEPS]
   np.testing.assert_allclose(values, expected, rtol=1e-15, atol=0.0)
+
+
+# ----------------------------------------------------------------------------
+# FISTA's momentum: the t-sequence, computed here by its recursion.
+
+FISTA_STEPS = 20_000
+
+
+@functools.cache
+def _fista_momentum_40_digits():
+  """mu_k = beta_{k+1} = (t_{k+1} - 1)/t_{k+2}, k < FISTA_STEPS, from the
+  recursion t_1 = 1, t_{j+1} = (1 + sqrt(1 + 4 t_j^2))/2 in 40 digits."""
+  with decimal.localcontext() as context:
+    context.prec = 40
+    t = [decimal.Decimal(1)]
+    for _ in range(FISTA_STEPS):
+      t.append((1 + (1 + 4 * t[-1] ** 2).sqrt()) / 2)
+    return np.array([float((t[k] - 1) / t[k + 1]) for k in range(FISTA_STEPS)])
+
+
+FISTA_COUNTS = list(range(300)) + [499, 1000, 4321, 10_000, FISTA_STEPS - 1]
+
+
+@pytest.mark.usefixtures("x64")
+def test_fista_momentum_is_the_t_sequence_to_float64_rounding():
+  schedule = S.fista_momentum()
+  counts = jnp.asarray(FISTA_COUNTS, jnp.int32)
+  values = jax.jit(jax.vmap(schedule))(counts)
+  assert values.dtype == jnp.float64
+  expected = _fista_momentum_40_digits()[FISTA_COUNTS]
+  np.testing.assert_allclose(values, expected, rtol=1e-15, atol=0.0)
+  for k in (0, 1, 31, 32, 33, 4321):  # eagerly, around the table's end
+    value = schedule(jnp.asarray(k, jnp.int32))
+    assert value.dtype == jnp.float64
+    assert float(value) == pytest.approx(expected[FISTA_COUNTS.index(k)],
+                                         rel=1e-15, abs=0.0)
+
+
+@pytest.mark.usefixtures("x64")
+def test_fista_momentum_at_a_million_steps():
+  """Against the recursion in Python floats, whose own rounding drifts by
+  ~1e-14 relative over 1e6 steps."""
+  beta = reference_methods.fista_beta_sequence(10**6 + 1)
+  schedule = jax.jit(S.fista_momentum())
+  for k in (10**5, 654_321, 10**6):
+    value = schedule(jnp.asarray(k, jnp.int32))
+    assert float(value) == pytest.approx(beta(k + 1), rel=1e-13, abs=0.0)
+
+
+def test_fista_momentum_in_float32():
+  schedule = S.fista_momentum()
+  values = jax.jit(jax.vmap(schedule))(jnp.asarray(FISTA_COUNTS, jnp.int32))
+  assert values.dtype == jnp.float32
+  np.testing.assert_allclose(values, _fista_momentum_40_digits()[FISTA_COUNTS],
+                             rtol=5e-7, atol=0.0)
+
