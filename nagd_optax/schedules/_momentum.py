@@ -153,9 +153,12 @@ def fista_momentum() -> optax.Schedule:
 
   Example:
     >>> import nagd_optax as nagd
-    >>> schedule = nagd.schedules.fista_momentum()
-    >>> [round(float(schedule(k)), 4) for k in range(4)]
+    >>> fista = nagd.schedules.fista_momentum()
+    >>> [round(float(fista(k)), 4) for k in range(4)]
     [0.0, 0.2818, 0.434, 0.5311]
+    >>> round(float(fista(10**6)), 6)  # as cheap as at step 0
+    0.999997
+    >>> optimizer = nagd.nagd(1.0, fista)  # FISTA for L = 1, step 1/L
 
   References:
     Beck & Teboulle, `A fast iterative shrinkage-thresholding algorithm for
