@@ -1,5 +1,8 @@
-"""Momentum schedules against their closed forms."""
+"""Schedules against their closed forms (or, for FISTA's momentum, against
+its recursion in 40-digit decimal arithmetic)."""
 
+import decimal
+import functools
 import math
 
 import optax
@@ -10,6 +13,7 @@ import numpy as np
 import pytest
 
 import nagd_optax as nagd
+from tests import reference_methods
 
 
 def test_nesterov_momentum_is_the_paper_sequence():
@@ -144,6 +148,7 @@ SCHEDULES = {
     "step_decay": lambda: S.step_decay(1.0, 0.5, 7),
     "sutskever_momentum": lambda: S.sutskever_momentum(0.9, 5),
     "nesterov_momentum": S.nesterov_momentum,
+    "fista_momentum": S.fista_momentum,
     "strongly_convex_momentum": lambda: S.strongly_convex_momentum(50.0),
 }
 
@@ -235,3 +240,142 @@ def test_schedules_with_inject_hyperparams():
         float(schedule(k)), rel=1e-6, abs=1e-9
     )
     np.testing.assert_allclose(updates, expected, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------
+# Under x64 every schedule is float64 and as exact as its closed form in
+# Python floats. The values (1e-3, 0.3, ...) are not exact in float32, so a
+# float32 step anywhere inside would show as a ~1e-8 relative error.
+
+
+def _cosine_ramp(t):
+  return 0.5 * (1.0 - math.cos(math.pi * t))
+
+
+def _wsd(k, peak, warmup_steps, stable_steps, decay_steps, end, shape):
+  if k < warmup_steps:
+    return peak * k / warmup_steps
+  if k < warmup_steps + stable_steps:
+    return peak
+  t = min((k - warmup_steps - stable_steps) / decay_steps, 1.0)
+  return peak + (end - peak) * shape(t)
+
+
+X64_CASES = {
+    "warmup_linear": (
+        lambda: S.warmup(1e-3, 10, init_value=3e-4),
+        lambda k: 3e-4 + 7e-4 * k / 10 if k < 10 else 1e-3,
+    ),
+    "warmup_cosine": (
+        lambda: S.warmup(1e-3, 10, init_value=3e-4, kind="cosine"),
+        lambda k: 3e-4 + 7e-4 * _cosine_ramp(k / 10) if k < 10 else 1e-3,
+    ),
+    "warmup_of_step_decay": (
+        lambda: S.warmup(S.step_decay(1e-3, 0.3, 7), 10, init_value=1e-4),
+        lambda k: (1e-4 + 9e-4 * k / 10 if k < 10
+                   else 1e-3 * 0.3 ** ((k - 10) // 7)),
+    ),
+    "wsd_linear": (
+        lambda: S.wsd(1e-3, 10, 20, 30, end_value=1e-4),
+        lambda k: _wsd(k, 1e-3, 10, 20, 30, 1e-4, lambda t: t),
+    ),
+    "wsd_cosine": (
+        lambda: S.wsd(1e-3, 10, 20, 30, end_value=1e-4, decay="cosine"),
+        lambda k: _wsd(k, 1e-3, 10, 20, 30, 1e-4, _cosine_ramp),
+    ),
+    "wsd_sqrt": (
+        lambda: S.wsd(1e-3, 10, 20, 30, end_value=1e-4, decay="sqrt"),
+        lambda k: _wsd(k, 1e-3, 10, 20, 30, 1e-4, math.sqrt),
+    ),
+    "inverse_sqrt": (
+        lambda: S.inverse_sqrt(1e-3, 30),
+        lambda k: 1e-3 * k / 30 if k < 30 else 1e-3 * math.sqrt(30 / k),
+    ),
+    "step_decay": (
+        lambda: S.step_decay(1e-3, 0.3, 7),
+        lambda k: 1e-3 * 0.3 ** (k // 7),
+    ),
+    "nesterov_momentum": (S.nesterov_momentum, lambda k: k / (k + 3)),
+    "strongly_convex_momentum": (
+        lambda: S.strongly_convex_momentum(30.0),
+        lambda k: (math.sqrt(30.0) - 1) / (math.sqrt(30.0) + 1),
+    ),
+    "sutskever_momentum": (
+        lambda: S.sutskever_momentum(0.97, every=7),
+        lambda k: min(1 - 1 / (2 * (k // 7 + 1)), 0.97),
+    ),
+}
+X64_STEPS = list(range(130)) + [1000, 12_345, 10**6]
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("jit", [True, False], ids=["jit_vmap", "eager"])
+@pytest.mark.parametrize("name", sorted(X64_CASES))
+def test_schedules_are_float64_and_exact_under_x64(name, jit):
+  make, closed_form = X64_CASES[name]
+  schedule = make()
+  # The optimizers' step counts are int32, also under x64.
+  counts = jnp.asarray(X64_STEPS, jnp.int32)
+  if jit:
+    values = jax.jit(jax.vmap(schedule))(counts)
+  else:
+    values = jnp.stack([schedule(count) for count in counts])
+  assert values.dtype == jnp.float64
+  expected = [closed_form(k) for k in X64_STEPS]
+  np.testing.assert_allclose(values, expected, rtol=1e-15, atol=0.0)
+
+
+# ----------------------------------------------------------------------------
+# FISTA's momentum: the t-sequence, computed here by its recursion.
+
+FISTA_STEPS = 20_000
+
+
+@functools.cache
+def _fista_momentum_40_digits():
+  """mu_k = beta_{k+1} = (t_{k+1} - 1)/t_{k+2}, k < FISTA_STEPS, from the
+  recursion t_1 = 1, t_{j+1} = (1 + sqrt(1 + 4 t_j^2))/2 in 40 digits."""
+  with decimal.localcontext() as context:
+    context.prec = 40
+    t = [decimal.Decimal(1)]
+    for _ in range(FISTA_STEPS):
+      t.append((1 + (1 + 4 * t[-1] ** 2).sqrt()) / 2)
+    return np.array([float((t[k] - 1) / t[k + 1]) for k in range(FISTA_STEPS)])
+
+
+FISTA_COUNTS = list(range(300)) + [499, 1000, 4321, 10_000, FISTA_STEPS - 1]
+
+
+@pytest.mark.usefixtures("x64")
+def test_fista_momentum_is_the_t_sequence_to_float64_rounding():
+  schedule = S.fista_momentum()
+  counts = jnp.asarray(FISTA_COUNTS, jnp.int32)
+  values = jax.jit(jax.vmap(schedule))(counts)
+  assert values.dtype == jnp.float64
+  expected = _fista_momentum_40_digits()[FISTA_COUNTS]
+  np.testing.assert_allclose(values, expected, rtol=1e-15, atol=0.0)
+  for k in (0, 1, 31, 32, 33, 4321):  # eagerly, around the table's end
+    value = schedule(jnp.asarray(k, jnp.int32))
+    assert value.dtype == jnp.float64
+    assert float(value) == pytest.approx(expected[FISTA_COUNTS.index(k)],
+                                         rel=1e-15, abs=0.0)
+
+
+@pytest.mark.usefixtures("x64")
+def test_fista_momentum_at_a_million_steps():
+  """Against the recursion in Python floats, whose own rounding drifts by
+  ~1e-14 relative over 1e6 steps."""
+  beta = reference_methods.fista_beta_sequence(10**6 + 1)
+  schedule = jax.jit(S.fista_momentum())
+  for k in (10**5, 654_321, 10**6):
+    value = schedule(jnp.asarray(k, jnp.int32))
+    assert float(value) == pytest.approx(beta(k + 1), rel=1e-13, abs=0.0)
+
+
+def test_fista_momentum_in_float32():
+  schedule = S.fista_momentum()
+  values = jax.jit(jax.vmap(schedule))(jnp.asarray(FISTA_COUNTS, jnp.int32))
+  assert values.dtype == jnp.float32
+  np.testing.assert_allclose(values, _fista_momentum_40_digits()[FISTA_COUNTS],
+                             rtol=5e-7, atol=0.0)
+

@@ -1,4 +1,7 @@
-"""nesterov_trace against Optax, and against NumPy loops of Nesterov's method."""
+"""nesterov_trace against Optax, against NumPy loops of Nesterov's method, and
+against jaxopt's FISTA (a stored fixture)."""
+
+import pathlib
 
 import chex
 import jax
@@ -9,6 +12,7 @@ import pytest
 
 import nagd_optax as nagd
 from tests import problems
+from tests import reference_methods
 
 STEPS = 60
 
@@ -149,3 +153,95 @@ def test_none_gradients_pass_through():
   chex.assert_trees_all_close(updates["a"], jnp.full(2, 1.9))
   # The buffer of the parameter without a gradient is kept, not dropped.
   chex.assert_trees_all_equal_structs(new_state, state)
+
+
+# ----------------------------------------------------------------------------
+# FISTA: jaxopt's ProximalGradient(acceleration=True) with a zero prox, stored
+# by tests/fixtures/make_jaxopt_fista_trajectories.py. jaxopt's state holds
+# the extrapolated points y_k, the parameters our optimizer holds.
+
+FISTA_FIXTURE = np.load(
+    pathlib.Path(__file__).parent / "fixtures" / "jaxopt_fista_trajectories.npz"
+)
+FISTA_PROBLEMS = ["least_squares", "logistic"]
+
+
+def _fista_problem(name):
+  """(JAX loss, NumPy loss, NumPy gradient) of a fixture problem."""
+  data = {key.split("/")[1]: FISTA_FIXTURE[key]
+          for key in FISTA_FIXTURE.files if key.startswith(name + "/")}
+  if name == "least_squares":  # ||A x - b||^2 / (2m)
+    a, b = data["A"], data["b"]
+
+    def loss(x):
+      return 0.5 * ((a @ x - b) ** 2).mean()
+
+    def grad(x):
+      return a.T @ (a @ x - b) / len(a)
+
+  else:  # mean(log(1 + exp(-l X w))) + l2/2 ||w||^2
+    features, labels, l2 = data["features"], data["labels"], data["l2"]
+
+    def loss(w):
+      margins = labels * (features @ w)
+      namespace = np if isinstance(w, np.ndarray) else jnp
+      return namespace.logaddexp(0.0, -margins).mean() + 0.5 * l2 * w @ w
+
+    def grad(w):
+      margins = labels * (features @ w)
+      return -features.T @ (labels / (1 + np.exp(margins))) / len(labels) + (
+          l2 * w
+      )
+
+  return loss, grad, data
+
+
+def _relative_distance(a, b):
+  """||a_k - b_k|| / ||b_k|| for each row k."""
+  return np.linalg.norm(a - b, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", FISTA_PROBLEMS)
+def test_fista_momentum_reproduces_jaxopt_fista(name):
+  loss, _, data = _fista_problem(name)
+  steps = int(FISTA_FIXTURE["steps"])
+  optimizer = nagd.nagd(float(data["stepsize"]),
+                        nagd.schedules.fista_momentum())
+  ours = _trajectory(optimizer, loss, data["x0"], steps=steps)
+  assert ours.dtype == np.float64
+  assert _relative_distance(ours, data["y"]).max() < 1e-10
+  # jaxopt's params are the gradient steps x_{k+1} = y_k - grad f(y_k) / L.
+  gradient_steps = ours[:-1] - data["stepsize"] * np.stack(
+      [jax.grad(loss)(y) for y in ours[:-1]]
+  )
+  assert _relative_distance(gradient_steps, data["x"][1:]).max() < 1e-10
+
+
+@pytest.mark.usefixtures("x64")
+def test_fista_momentum_is_jaxopts_momentum():
+  """mu_k = (t_{k+1} - 1)/t_{k+2}, from jaxopt's stored t_1, t_2, ..."""
+  t = FISTA_FIXTURE["least_squares/t"]
+  counts = jnp.arange(len(t) - 1, dtype=jnp.int32)
+  ours = jax.vmap(nagd.schedules.fista_momentum())(counts)
+  np.testing.assert_allclose(ours, (t[:-1] - 1) / t[1:], rtol=1e-15, atol=0)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", FISTA_PROBLEMS)
+def test_nesterov_momentum_is_not_fista_but_the_two_sequence_method(name):
+  """(j - 1)/(j + 2) is another sequence than FISTA's: a different path,
+  which is the NumPy two-sequence loop with that beta."""
+  loss, grad, data = _fista_problem(name)
+  steps = 200
+  ours = _trajectory(
+      nagd.nagd(float(data["stepsize"]), nagd.schedules.nesterov_momentum()),
+      loss, data["x0"], steps=steps,
+  )
+  # Both approach the same minimiser; on the way they are ~1e-2 apart.
+  assert _relative_distance(ours, data["y"][: steps + 1]).max() > 1e-2
+  _, _, reference = reference_methods.accelerated_gradient(
+      loss, grad, data["x0"], data["stepsize"],
+      beta=reference_methods.nesterov_beta, max_iterations=steps,
+  )
+  assert _relative_distance(ours, reference).max() < 1e-10

@@ -1,7 +1,9 @@
-"""Bad hyperparameters raise ValueError naming the argument."""
+"""Bad hyperparameters raise an error naming the argument: TypeError for what
+is not a real number, ValueError for a number out of range."""
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -38,13 +40,130 @@ def test_good_edge_values_are_accepted():
   nagd.nesterov_trace(0.999999)
 
 
-def test_arrays_and_schedules_are_not_validated():
+def test_valid_arrays_and_schedules_are_accepted():
   """Injected hyperparameters arrive as arrays; schedules are callables."""
   nagd.nagd(jnp.asarray(0.1), jnp.asarray(0.9), weight_decay=jnp.asarray(0.0))
+  nagd.nagd(np.asarray(0.1), jnp.asarray(0.5, jnp.bfloat16))
   nagd.nagd(optax.linear_schedule(0.0, 0.1, 10), lambda count: 0.9)
-  optax.inject_hyperparams(nagd.nagd)(
-      learning_rate=0.1, momentum=0.9, weight_decay=1e-3
+  nagd.nagd(0.1, 0.9, restart="interval", min_interval=jnp.asarray(5))
+
+
+def _id(value):
+  """A stable test id: a lambda's repr holds its address."""
+  return "callable" if callable(value) else repr(value)
+
+
+NOT_NUMBERS = [
+    "0.1", None, [0.1], (0.1,), 1 + 2j, np.complex64(1.0), True,
+    np.bool_(False), np.ones(2), jnp.ones(2), jnp.ones((1,)),
+    jnp.asarray(1.0 + 0.0j), jnp.asarray(True),
+]
+
+
+@pytest.mark.parametrize("value", NOT_NUMBERS, ids=_id)
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (nagd.nagd, "learning_rate"),
+        (lambda v: nagd.nagd(0.1, v), "momentum"),
+        (lambda v: nagd.nagd(0.1, weight_decay=v), "weight_decay"),
+        (nagd.nesterov_trace, "momentum"),
+        (lambda v: nagd.schedules.step_decay(v, 0.5, 10), "init_value"),
+        (lambda v: nagd.schedules.step_decay(0.1, v, 10), "factor"),
+        (lambda v: nagd.schedules.strongly_convex_momentum(v),
+         "condition_number"),
+    ],
+)
+def test_what_is_not_a_number_raises_type_error(make, name, value):
+  with pytest.raises(TypeError, match=f"{name} must be a"):
+    make(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["10", None, [10], True, 1 + 0j, jnp.ones(2, jnp.int32),
+              lambda count: 10],
+    ids=_id,
+)
+def test_what_is_not_an_integer_raises_type_error(value):
+  with pytest.raises(TypeError, match="every must be an integer >= 1"):
+    nagd.schedules.step_decay(0.1, 0.5, value)
+  with pytest.raises(TypeError, match="warmup_steps must be an integer"):
+    nagd.schedules.warmup(0.1, value)
+
+
+@pytest.mark.parametrize(
+    "value", [2.5, 10.0, np.float64(3.0), jnp.asarray(10.0), 0,
+              np.int64(-1), jnp.asarray(0), np.asarray(0, np.int8)],
+    ids=_id,
+)
+def test_a_number_that_is_no_valid_integer_raises_value_error(value):
+  with pytest.raises(ValueError, match="every must be an integer >= 1"):
+    nagd.schedules.step_decay(0.1, 0.5, value)
+
+
+def test_a_schedule_where_none_is_allowed_raises_type_error():
+  with pytest.raises(TypeError, match=r"weight_decay .*\(not a schedule\)"):
+    nagd.nagd(0.1, weight_decay=optax.constant_schedule(1e-3))
+
+
+@pytest.mark.parametrize(
+    "momentum",
+    [jnp.array(1.2), jnp.asarray(-0.1), jnp.asarray(1.0, jnp.bfloat16),
+     jnp.asarray(jnp.nan), np.array(1.2), np.float32(1.0)],
+    ids=_id,
+)
+def test_concrete_arrays_out_of_range_raise_value_error(momentum):
+  with pytest.raises(ValueError, match="momentum must be a number in"):
+    nagd.nagd(0.1, momentum)
+  with pytest.raises(ValueError, match="learning_rate must be a finite"):
+    nagd.nagd(-jnp.abs(momentum) - 1)
+
+
+def test_tracers_pass_through():
+  """Inside jit or vmap the values are unknown: not checked, and used."""
+  params = jnp.array([1.0, -2.0])
+
+  def first_update(learning_rate, momentum):
+    optimizer = nagd.nagd(learning_rate, momentum)
+    updates, _ = optimizer.update(params, optimizer.init(params), params)
+    return updates
+
+  jitted = jax.jit(first_update)(jnp.asarray(0.1), jnp.asarray(0.5))
+  # The first update is -lr (1 + momentum) g: a plain step plus extrapolation.
+  np.testing.assert_allclose(jitted, -0.1 * 1.5 * params, rtol=1e-6)
+  mapped = jax.vmap(first_update)(jnp.array([0.1, 0.2]), jnp.array([0.5, 0.0]))
+  np.testing.assert_allclose(
+      mapped, [-0.15 * params, -0.2 * params], rtol=1e-6
   )
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
+def test_inject_hyperparams_with_valid_values(jit):
+  """inject_hyperparams hands nagd concrete arrays at init and, per update,
+  concrete arrays (eagerly) or tracers (under jit); its updates are those
+  of the optimizer built directly."""
+  learning_rate = nagd.schedules.wsd(0.1, 2, 1, 2, end_value=0.01)
+  injected = optax.inject_hyperparams(nagd.nagd)(
+      learning_rate=learning_rate, momentum=0.9, weight_decay=1e-3
+  )
+  direct = nagd.nagd(learning_rate, 0.9, weight_decay=1e-3)
+  params = jnp.array([1.0, -2.0, 0.5])
+  state, direct_state = injected.init(params), direct.init(params)
+  update = jax.jit(injected.update) if jit else injected.update
+  for k in range(6):
+    grads = jnp.sin(params + k)
+    updates, state = update(grads, state, params)
+    expected, direct_state = direct.update(grads, direct_state, params)
+    np.testing.assert_allclose(updates, expected, rtol=1e-13)
+    params = optax.apply_updates(params, updates)
+
+
+def test_inject_hyperparams_checks_concrete_values_at_init():
+  optimizer = optax.inject_hyperparams(nagd.nagd)(learning_rate=0.1,
+                                                  momentum=1.2)
+  with pytest.raises(ValueError, match="momentum"):
+    optimizer.init(jnp.ones(2))
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,13 @@ from nagd_optax.schedules._learning_rate import inverse_sqrt
 from nagd_optax.schedules._learning_rate import step_decay
 from nagd_optax.schedules._learning_rate import warmup
 from nagd_optax.schedules._learning_rate import wsd
+from nagd_optax.schedules._momentum import fista_momentum
 from nagd_optax.schedules._momentum import nesterov_momentum
 from nagd_optax.schedules._momentum import strongly_convex_momentum
 from nagd_optax.schedules._momentum import sutskever_momentum
 
 __all__ = [
+    "fista_momentum",
     "inverse_sqrt",
     "nesterov_momentum",
     "step_decay",

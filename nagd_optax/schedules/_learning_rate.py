@@ -1,7 +1,8 @@
 """Warmup and decay schedules that Optax does not have.
 
-What Optax has (``cosine_decay_schedule``, ``exponential_decay``,
-``join_schedules``, ...) is used, not written again.
+What Optax has (``cosine_decay_schedule``, ``join_schedules``, ...) is used,
+not written again; ``step_decay`` is the exception, because Optax's
+staircase ``exponential_decay`` computes in float32 even under x64.
 """
 
 from __future__ import annotations
@@ -218,8 +219,9 @@ def inverse_sqrt(peak_value: float, warmup_steps: int) -> optax.Schedule:
 def step_decay(init_value: float, factor: float, every: int) -> optax.Schedule:
   r"""Proportional (staircase) decay: :math:`\eta_k = \eta_0 f^{\lfloor k / n \rfloor}`.
 
-  This is ``optax.exponential_decay(init_value, every, factor,
-  staircase=True)``, with its arguments checked.
+  The same values as ``optax.exponential_decay(init_value, every, factor,
+  staircase=True)``, but in the default float dtype (float64 when x64 is
+  enabled), and with its arguments checked.
 
   Args:
     init_value: :math:`\eta_0`.
@@ -243,6 +245,14 @@ def step_decay(init_value: float, factor: float, every: int) -> optax.Schedule:
   _validation.check_at_least(init_value, "init_value", 0.0)
   _validation.check_in_interval(factor, "factor", 0.0, 1.0)
   _validation.check_integer_at_least(every, "every", 1)
-  return optax.exponential_decay(
-      init_value, transition_steps=every, decay_rate=factor, staircase=True
-  )
+
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+    # Not optax.exponential_decay: it divides the int32 step count by an
+    # int, which JAX does in float32 even under x64, and takes the power in
+    # float32 too, so a float64 run's learning rate would be off by ~1e-7
+    # relative. The integer division here is exact, and the power is taken
+    # in the default float dtype.
+    stage = as_float(jnp.floor_divide(count, every))
+    return init_value * factor**stage
+
+  return schedule
