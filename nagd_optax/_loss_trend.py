@@ -10,8 +10,6 @@ must see only the noise: a trend (a loss that keeps falling) is not noise,
 and counting it as noise would make a falling loss look flat.
 """
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 import jax

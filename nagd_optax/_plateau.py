@@ -1,7 +1,5 @@
 """Loss-driven learning-rate control: lower the step when the loss stalls."""
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 import jax

@@ -1,7 +1,5 @@
 """The Nesterov momentum trace, for constant momentum and momentum schedules."""
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 import jax

@@ -13,8 +13,6 @@ hands the factory concrete 0-d arrays at ``init`` outside jit, which are
 checked, and tracers under jit, which are not.
 """
 
-from __future__ import annotations
-
 import math
 import numbers
 from typing import Any, Callable

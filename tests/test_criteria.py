@@ -1,6 +1,8 @@
 """Criterion objects: the protocol, a criterion of one's own, the period."""
 
+import json
 import math
+import pathlib
 
 import chex
 import jax
@@ -114,7 +116,7 @@ def test_the_shorthands_are_the_criteria():
 
 def _every_rule(period, updates):
   """Scheduled restart in plain Python: the run containing update t ends
-  once it is floor(period(t)) updates long; returns the updates that start
+  once it is round(period(t)) updates long; returns the updates that start
   from a fresh state (restarts)."""
   restarted, length = [], 0
   for t in range(updates):
@@ -122,7 +124,7 @@ def _every_rule(period, updates):
       restarted.append(t)
       length = 0
     length += 1
-    restart_length = max(math.floor(period(t)), 1)
+    restart_length = max(round(period(t)), 1)
   return restarted
 
 
@@ -150,3 +152,106 @@ def test_every_restarts_on_its_period(period):
       restarted.append(t)
   as_function = period if callable(period) else (lambda t: period)
   assert restarted == _every_rule(lambda t: float(as_function(t)), 40)
+
+
+# ----------------------------------------------------------------------------
+# SRSGD: the authors' optimizer, restated in PyTorch and stored as a fixture
+# by tests/fixtures/make_srsgd_trajectories.py.
+
+SRSGD_FIXTURE = pathlib.Path(__file__).parent / "fixtures" / (
+    "srsgd_trajectories.npz"
+)
+
+
+def _srsgd_setting():
+  fixture = np.load(SRSGD_FIXTURE)
+  settings = json.loads(str(fixture["settings"]))
+  (drop_epoch,) = settings["schedule"]
+  drop = drop_epoch * settings["steps_per_epoch"]
+  learning_rate = optax.piecewise_constant_schedule(
+      settings["lr"], {drop: settings["gamma"]}
+  )
+  # The authors' restarting_iter R restarts every R - 1 updates.
+  first, second = (r - 1 for r in settings["restart_schedule"])
+  period = optax.piecewise_constant_schedule(first, {drop: second / first})
+  return fixture, settings, drop, learning_rate, period
+
+
+def _srsgd(learning_rate, period, weight_decay):
+  """SRSGD as a chain: coupled decay, then the learning rate, then the
+  restarted Nesterov trace, so that the momentum carries the step it was
+  built with across a learning-rate drop (the authors' two-sequence form),
+  rather than being rescaled by it (the buffer form of torch.optim.SGD)."""
+  return optax.chain(
+      optax.add_decayed_weights(weight_decay),
+      optax.scale_by_learning_rate(learning_rate),
+      nagd.restart(
+          nagd.nesterov_trace(nagd.schedules.nesterov_momentum()),
+          nagd.criteria.every(period),
+      ),
+  )
+
+
+def _srsgd_run(optimizer, fixture, state_at=None):
+  """Runs the fixture's minibatches; ``state_at(step, params, state)`` may
+  replace the state before a step."""
+  features = jnp.asarray(fixture["features"])
+  targets = jnp.asarray(fixture["targets"])
+
+  def loss(x, batch):
+    return 0.5 * jnp.mean((features[batch] @ x - targets[batch]) ** 2)
+
+  @jax.jit
+  def step(x, state, batch):
+    updates, state = optimizer.update(jax.grad(loss)(x, batch), state, x)
+    return optax.apply_updates(x, updates), state
+
+  x = jnp.asarray(fixture["x0"])
+  state, trajectory = optimizer.init(x), [x]
+  for k, batch in enumerate(fixture["batch_indices"]):
+    if state_at is not None:
+      state = state_at(k, x, state)
+    x, state = step(x, state, batch)
+    trajectory.append(x)
+  return np.stack(trajectory), state
+
+
+def test_srsgd_authors_optimizer_across_a_learning_rate_drop(x64):
+  """One SRSGD optimizer whose lr and restarting_iter change at the drop."""
+  fixture, settings, _, learning_rate, period = _srsgd_setting()
+  trajectory, state = _srsgd_run(
+      _srsgd(learning_rate, period, settings["weight_decay"]), fixture
+  )
+  expected = fixture["same_optimizer/params"]
+  np.testing.assert_allclose(trajectory, expected, rtol=1e-10, atol=1e-12)
+  restarts = np.sum(fixture["same_optimizer/iter_count"][1:] == 1)
+  assert int(optax.tree.get(state, "restarts")) == restarts > 0
+
+
+def test_srsgd_authors_training_script(x64):
+  """The authors' script builds a new SRSGD at each drop, carrying the
+  counter over but not the momentum: the same chain, given at the drop a
+  fresh state whose counts carry on."""
+  fixture, settings, drop, learning_rate, period = _srsgd_setting()
+  optimizer = _srsgd(learning_rate, period, settings["weight_decay"])
+
+  def rebuilt_at_the_drop(step, params, state):
+    if step != drop:
+      return state
+    fresh = optimizer.init(params)
+    restart = fresh[2]._replace(
+        steps_since_restart=state[2].steps_since_restart,
+        restarts=state[2].restarts,
+        criterion_state=state[2].criterion_state,
+        inner_state=fresh[2].inner_state._replace(
+            count=state[2].inner_state.count
+        ),
+    )
+    return (fresh[0], state[1], restart)
+
+  trajectory, _ = _srsgd_run(optimizer, fixture, rebuilt_at_the_drop)
+  np.testing.assert_allclose(trajectory, fixture["script/params"],
+                             rtol=1e-10, atol=1e-12)
+  # Before the drop both runs are the same optimizer.
+  np.testing.assert_array_equal(fixture["script/params"][: drop + 1],
+                                fixture["same_optimizer/params"][: drop + 1])

@@ -77,7 +77,7 @@ def every(period: int | optax.Schedule) -> _protocol.Criterion:
 
   def after_update(state, info):
     length = period(state.count) if callable(period) else period
-    done = info.steps >= jnp.maximum(jnp.floor(length), 1)
+    done = info.steps >= jnp.maximum(jnp.round(length), 1)
     return done, EveryState(count=optax.safe_increment(state.count))
 
   return _protocol.Criterion(init=init, after_update=after_update)

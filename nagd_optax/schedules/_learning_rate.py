@@ -5,8 +5,6 @@ not written again; ``step_decay`` is the exception, because Optax's
 staircase ``exponential_decay`` computes in float32 even under x64.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Literal
 

@@ -1,7 +1,5 @@
 """Momentum schedules: step count -> momentum, for :func:`nesterov_trace`."""
 
-from __future__ import annotations
-
 import math
 
 import jax
