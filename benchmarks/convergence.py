@@ -145,7 +145,13 @@ def methods(step: float, mu: float | None):
       "nagd (k-1)/(k+2)": nagd.nagd(step, nesterov),
       "nagd + restart=loss": nagd.nagd(step, nesterov, restart="loss"),
       "nagd + restart=gradient": nagd.nagd(step, nesterov, restart="gradient"),
+      # The paper's form: the update that fired loses its extrapolation.
+      "nagd + gradient(immediate=True)": nagd.nagd(
+          step, nesterov, restart=nagd.criteria.gradient(immediate=True)),
       "nagd + restart=speed": nagd.nagd(step, nesterov, restart="speed"),
+      # Su, Boyd & Candes' form: ||x_{k+1} - x_k||, the momentum buffer.
+      "nagd + speed(measure=momentum)": nagd.nagd(
+          step, nesterov, restart=nagd.criteria.speed(measure="momentum")),
       # A fixed period is only as good as its guess of the conditioning
       # (O'Donoghue & Candès: the best period grows like sqrt(kappa));
       # 100 suits kappa ~ 1e2-1e3.

@@ -34,15 +34,18 @@ def nagd(
     m_k = \mu_{k-1} m_{k-1} + d_k, \qquad
     y_{k+1} = y_k - \eta_k (d_k + \mu_k m_k).
 
-  With constant momentum this is ``torch.optim.SGD(lr, momentum,
-  nesterov=True, weight_decay=...)`` and (without weight decay)
-  ``optax.sgd(lr, momentum, nesterov=True)`` to the last bit; with a momentum
-  schedule such as :func:`nagd_optax.schedules.nesterov_momentum` it is the
-  classical two-sequence method (see :func:`nagd_optax.nesterov_trace`).
+  With constant momentum and without weight decay this is
+  ``optax.sgd(lr, momentum, nesterov=True)`` bit for bit; with weight decay
+  too it is ``torch.optim.SGD(lr, momentum, nesterov=True,
+  weight_decay=...)`` to rounding (relative differences of at most 6e-14
+  in float64 over 40 steps). With a momentum schedule such as
+  :func:`nagd_optax.schedules.nesterov_momentum` it is the classical
+  two-sequence method (see :func:`nagd_optax.nesterov_trace`).
 
   With ``restart``, the momentum (buffer and schedule) restarts when the
   criterion fires (see :func:`nagd_optax.restart`); with
-  ``nesterov_momentum()`` that is O'Donoghue & Candès' adaptive restart.
+  ``nesterov_momentum()`` that is O'Donoghue & Candès' adaptive restart, in
+  the variants described in :mod:`nagd_optax.criteria`.
 
   Args:
     learning_rate: a number >= 0 or a schedule (step count -> learning rate).

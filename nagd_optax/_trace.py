@@ -60,8 +60,8 @@ def nesterov_trace(
     u_k = g_k + \mu_k m_k .
 
   With a constant :math:`\mu` this is the Nesterov update of
-  ``optax.sgd(lr, mu, nesterov=True)`` and of
-  ``torch.optim.SGD(lr=lr, momentum=mu, nesterov=True)``, to the last bit.
+  ``optax.sgd(lr, mu, nesterov=True)`` bit for bit, and of
+  ``torch.optim.SGD(lr=lr, momentum=mu, nesterov=True)`` to rounding.
 
   With a schedule it is the classical two-sequence method, iteration for
   iteration: applying :math:`-\eta u_k` to the parameters :math:`y_k` is
