@@ -81,8 +81,8 @@ def nagd(
     An :class:`optax.GradientTransformationExtraArgs`. ``update`` accepts
     extra keyword arguments: ``value=`` (the loss, required with
     ``restart="loss"``, ignored otherwise) and ``restart=`` (an on-demand
-    restart, obeyed when ``restart`` is not None: without a restart
-    criterion there is nothing to restart and Optax drops the argument).
+    restart; an optimizer built without a restart criterion raises a
+    ValueError rather than drop it silently, as Optax's chain would).
 
   Example:
     >>> import jax
@@ -156,4 +156,27 @@ def nagd(
     )
   transforms.append(momentum_trace)
   transforms.append(optax.scale_by_learning_rate(learning_rate))
-  return optax.chain(*transforms)
+  optimizer = optax.chain(*transforms)
+  if restart is None:
+    optimizer = _refusing_restart_requests(optimizer)
+  return optimizer
+
+
+def _refusing_restart_requests(
+    optimizer: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
+  """Raises when ``update(..., restart=...)`` reaches an optimizer with
+  nothing to restart, which Optax's chain would otherwise drop silently."""
+
+  def update_fn(updates, state, params=None, **extra_args):
+    request = extra_args.get("restart")
+    if request is not None and request is not False:
+      raise ValueError(
+          "update(..., restart=...) was passed to a nagd optimizer built"
+          " without a restart criterion, so it would be ignored; build it"
+          " with restart='on_demand' (or another criterion) to restart on"
+          " demand."
+      )
+    return optimizer.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(optimizer.init, update_fn)

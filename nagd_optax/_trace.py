@@ -33,6 +33,25 @@ def _is_none(x: Any) -> bool:
   return x is None
 
 
+def _check_floating(tree: Any, what: str, remedy: str) -> None:
+  """Raises naming the first leaf of ``tree`` whose dtype is not floating.
+
+  A momentum kept in an integer dtype rounds to nothing (0.9 becomes 0), and
+  a float0 gradient (``jax.grad(allow_int=True)``) supports no arithmetic:
+  both are refused by name rather than failing later or silently.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)[0]
+  for path, leaf in leaves:
+    if leaf is None or isinstance(leaf, optax.MaskedNode):
+      continue
+    dtype = jnp.dtype(getattr(leaf, "dtype", jnp.result_type(leaf)))
+    if not jnp.issubdtype(dtype, jnp.inexact):
+      raise TypeError(
+          f"nesterov_trace: {what} {jax.tree_util.keystr(path) or '(root)'}"
+          f" has dtype {dtype}. {remedy}"
+      )
+
+
 def _plus_momentum(gradient, buffer, momentum):
   """Returns ``gradient + momentum * buffer`` in the dtype of its arrays.
 
@@ -130,6 +149,12 @@ def nesterov_trace(
       )
 
   def init_fn(params):
+    _check_floating(
+        params, "parameter",
+        "Momentum cannot be kept for integer or boolean parameters: leave"
+        " them out of the optimizer (optax.masked, optax.partition with"
+        " optax.set_to_zero, or nnx.Optimizer(..., wrt=nnx.Param)).",
+    )
     return NesterovTraceState(
         count=jnp.zeros([], jnp.int32),
         trace=optax.tree.zeros_like(params, dtype=accumulator_dtype),
@@ -137,6 +162,12 @@ def nesterov_trace(
 
   def update_fn(updates, state, params=None):
     del params
+    _check_floating(
+        updates, "the gradient of",
+        "A float0 gradient comes from jax.grad(..., allow_int=True) on an"
+        " integer parameter: leave integer parameters out of the optimizer"
+        " (optax.masked, or nnx.Optimizer(..., wrt=nnx.Param)).",
+    )
     if callable(momentum):
       # Step k extrapolates with mu_k, which step k + 1 then uses to decay the
       # buffer; at k = 0 the buffer is zero, so any decay would do.

@@ -205,3 +205,41 @@ def test_public_annotations_are_objects_not_strings(name, function):
 def test_learning_rate_is_annotated_as_a_schedule():
   annotation = inspect.signature(nagd.nagd).parameters["learning_rate"]
   assert annotation.annotation is optax.ScalarOrSchedule
+
+
+# ----------------------------------------------------------------------------
+# Misuse that used to pass silently.
+
+
+def test_a_restart_request_without_a_criterion_raises_saying_what_to_do():
+  optimizer = nagd.nagd(0.1, 0.9)
+  params = jnp.ones(2)
+  state = optimizer.init(params)
+  optimizer.update(params, state, params, restart=False)  # nothing asked
+  with pytest.raises(ValueError, match="restart='on_demand'"):
+    optimizer.update(params, state, params, restart=True)
+  with pytest.raises(ValueError, match="restart='on_demand'"):
+    jax.jit(lambda s, r: optimizer.update(params, s, params, restart=r))(
+        state, jnp.asarray(True))
+
+
+def test_integer_parameters_are_refused_at_init_by_name():
+  params = {"w": jnp.ones(2), "steps": jnp.asarray(3, jnp.int32)}
+  with pytest.raises(TypeError, match=r"\['steps'\].*int32.*optax.masked"):
+    nagd.nagd(0.1).init(params)
+  with pytest.raises(TypeError, match=r"\['flag'\].*bool"):
+    nagd.nesterov_trace().init({"flag": jnp.asarray(True)})
+
+
+def test_float0_gradients_are_refused_by_name():
+  params = {"w": jnp.ones(2), "n": jnp.asarray(3, jnp.int32)}
+  grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2) * p["n"], allow_int=True)(
+      params)
+  optimizer = nagd.nagd(0.1)
+  state = optimizer.init({"w": jnp.ones(2), "n": jnp.ones(())})
+  with pytest.raises(TypeError, match=r"\['n'\].*float0.*allow_int"):
+    optimizer.update(grads, state)
+  # What the message suggests works: mask the integer leaf out.
+  masked = optax.masked(nagd.nagd(0.1), {"w": True, "n": False})
+  updates, _ = masked.update(grads, masked.init(params), params)
+  np.testing.assert_allclose(updates["w"], -0.1 * 1.9 * 6.0, rtol=1e-6)
