@@ -1,21 +1,29 @@
-"""Plots every schedule in nagd_optax.schedules: docs/_static/schedules.png.
+"""Plots every schedule in nagd_optax.schedules, and scale_on_plateau.
 
-Run:  python docs/scripts/plot_schedules.py
+Writes runs/plot_schedules/schedules.png (a git-ignored run directory);
+``--write-results`` regenerates the committed docs/_static/schedules.png.
+Takes a few seconds (the plateau run is one jitted scan).
+
+Run:  python docs/scripts/plot_schedules.py [--write-results]
 """
 
+import argparse
 import pathlib
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 import nagd_optax as nagd
 
-OUTPUT = pathlib.Path(__file__).parents[1] / "_static" / "schedules.png"
+ROOT = pathlib.Path(__file__).parents[2]
+COMMITTED = ROOT / "docs" / "_static" / "schedules.png"
+RUN = ROOT / "runs" / "plot_schedules" / "schedules.png"
 S = nagd.schedules
 
 
@@ -36,6 +44,7 @@ def panels():
        {f"factor {f}": S.step_decay(1.0, f, 200) for f in (0.5, 0.1)}, 1000),
       ("momentum", "momentum schedules",
        {"nesterov_momentum(): k/(k+3)": S.nesterov_momentum(),
+        "fista_momentum(): (t_k - 1)/t_{k+1}": S.fista_momentum(),
         "sutskever_momentum(0.99, 250)": S.sutskever_momentum(0.99, 250),
         "strongly_convex_momentum(1e4)": S.strongly_convex_momentum(1e4)},
        2000),
@@ -49,11 +58,13 @@ def plateau_panel(axis):
   loss = loss + 0.3 * np.random.default_rng(0).standard_normal(k.size)
   optimizer = nagd.scale_on_plateau(0.5, patience=50, loss_smoothing=0.98)
   params = jnp.zeros(1)
-  state = optimizer.init(params)
-  scales = []
-  for value in loss:
+
+  def step(state, value):
     _, state = optimizer.update(params, state, value=value)
-    scales.append(float(state.scale))
+    return state, state.scale
+
+  _, scales = jax.jit(lambda values: jax.lax.scan(
+      step, optimizer.init(params), values))(jnp.asarray(loss))
   axis.plot(k, loss, color="0.7", lw=0.5, label="loss (noise std 0.3)")
   axis.set_xlabel("step")
   axis.set_ylabel("loss")
@@ -67,7 +78,12 @@ def plateau_panel(axis):
   twin.legend(loc="center right", fontsize=8)
 
 
-def main():
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--write-results", action="store_true",
+                      help=f"write {COMMITTED.relative_to(ROOT)} (committed)")
+  args = parser.parse_args(argv)
+  output = COMMITTED if args.write_results else RUN
   figure, axes = plt.subplots(2, 3, figsize=(16, 8))
   axes = axes.ravel()
   for axis, (title, formula, schedules, steps) in zip(axes, panels()):
@@ -80,9 +96,10 @@ def main():
     axis.legend(fontsize=8)
   plateau_panel(axes[-1])
   figure.tight_layout()
-  OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-  figure.savefig(OUTPUT, dpi=100)
-  print(f"wrote {OUTPUT}")
+  output.parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(output, dpi=100)
+  print(f"wrote {output}")
+  return output
 
 
 if __name__ == "__main__":
