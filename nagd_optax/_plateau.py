@@ -197,7 +197,9 @@ def scale_on_plateau(
 
   def init_fn(params):
     inner_state = optax.EmptyState() if inner is None else inner.init(params)
-    if restart_momentum and optax.tree.get(inner_state, "restarts") is None:
+    # One wrapper per optax.partition part is fine: each obeys restart=True.
+    if restart_momentum and not optax.tree.get_all_with_path(inner_state,
+                                                             "restarts"):
       raise ValueError(
           "restart_momentum=True needs a nagd.restart wrapper inside inner"
           " (its state has no 'restarts' field); e.g. inner=nagd.nagd(...,"

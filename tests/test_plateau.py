@@ -291,10 +291,44 @@ def test_nonsense_arguments_raise_naming_them(kwargs, name):
     nagd.scale_on_plateau(**kwargs)
 
 
-def test_restart_momentum_needs_a_restart_wrapper():
-  optimizer = nagd.scale_on_plateau(inner=nagd.nagd(0.1), restart_momentum=True)
-  with pytest.raises(ValueError, match="restart"):
-    optimizer.init(jnp.ones(2))
+def _two_parts(**kwargs):
+  """optax.partition of two nagd optimizers over {"x": ..., "y": ...}."""
+  return optax.partition(
+      {"a": nagd.nagd(0.1, 0.9, **kwargs), "b": nagd.nagd(0.2, 0.5, **kwargs)},
+      {"x": "a", "y": "b"},
+  )
+
+
+def test_restart_momentum_restarts_every_part_of_a_partition():
+  inner = _two_parts(restart="on_demand")
+  optimizer = nagd.scale_on_plateau(
+      0.5, patience=2, inner=inner, restart_momentum=True
+  )
+  params = {"x": jnp.array([1.0, -2.0]), "y": jnp.array([0.5, 3.0, -1.0])}
+  grads = jax.tree.map(lambda p: 0.25 * p + 0.5, params)
+  state = optimizer.init(params)
+
+  def restarts(state):
+    return [int(r) for _, r in optax.tree.get_all_with_path(state, "restarts")]
+
+  for value in [3.0, 3.0]:
+    updates, state = optimizer.update(grads, state, params, value=value)
+  assert restarts(state) == [0, 0]
+  updates, state = optimizer.update(grads, state, params, value=3.0)
+  assert bool(state.lowered)
+  assert restarts(state) == [1, 1]
+  # Both momenta restarted: the update is a fresh optimizer's first, halved.
+  fresh, _ = inner.update(grads, inner.init(params), params)
+  chex.assert_trees_all_close(updates, jax.tree.map(lambda u: 0.5 * u, fresh))
+
+
+@pytest.mark.parametrize(
+    "inner", [nagd.nagd(0.1), _two_parts()], ids=["nagd", "partition"]
+)
+def test_restart_momentum_needs_a_restart_wrapper(inner):
+  optimizer = nagd.scale_on_plateau(inner=inner, restart_momentum=True)
+  with pytest.raises(ValueError, match="restart wrapper"):
+    optimizer.init({"x": jnp.ones(2), "y": jnp.ones(3)})
 
 
 def test_value_is_required_and_scalar():
