@@ -133,6 +133,19 @@ def scale_on_plateau(
   it (e.g. ``nagd(..., restart="on_demand")``, one per ``optax.partition``
   part) obeys.
 
+  From PyTorch's ``ReduceLROnPlateau(mode="min")`` (without smoothing; each
+  line checked against torch 2.13): its ``patience=p`` is ``patience=p + 1``
+  here, as it lowers after *more than* ``p`` bad epochs; its
+  ``threshold_mode="rel"`` with ``threshold=t`` is ``rtol=t`` and ``"abs"``
+  is ``atol=t`` (its relative test, ``loss < best * (1 - t)``, never fires on
+  a flat negative loss); ``cooldown`` is the same; ``min_lr`` is
+  ``min_scale`` times the base rate. Its ``eps`` skips a lowering by no more
+  than ``eps``, so the rate stops at the first ``base * factor**n <= eps /
+  (1 - factor)``: ``min_scale=factor**n`` here. It counts a NaN loss as a bad
+  epoch, where this ignores it. And it applies a lowering from the step
+  after the one whose loss triggered it, where this scales the update that
+  sees the loss.
+
   Args:
     factor: multiplies the scale on a plateau, in :math:`(0, 1)`.
     patience: updates without a new low before lowering, >= 1.

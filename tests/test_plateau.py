@@ -2,7 +2,9 @@
 
 import functools
 import inspect
+import json
 import math
+import pathlib
 
 import chex
 import hypothesis
@@ -62,8 +64,8 @@ def _run(values, hyperparams):
 def _scales(values, length=None, **hyperparams):
   """Scales after each of ``values``, padded with NaN (which the rule
   ignores) to ``length`` so that varying lengths share a compilation."""
-  values = np.asarray(values, np.float32)
-  padded = np.full(length or values.size, np.nan, np.float32)
+  values = np.asarray(values, jnp.result_type(float))  # float64 with x64
+  padded = np.full(length or values.size, np.nan, values.dtype)
   padded[:values.size] = values
   scales = _run(jnp.asarray(padded), {**_NUMERIC_DEFAULTS, **hyperparams})
   return np.asarray(scales)[:values.size].tolist()
@@ -119,6 +121,74 @@ def test_smoothed_scale_untouched_while_a_clean_loss_falls(values, patience,
   whatever its slope against the patience."""
   assert _first_lowering(values, patience=patience,
                          loss_smoothing=smoothing) is None
+
+
+_TORCH = json.loads(
+    (pathlib.Path(__file__).parent / "fixtures" / "torch_plateau_lrs.json")
+    .read_text())
+
+
+def _from_torch(kwargs, base_lr):
+  """ReduceLROnPlateau(mode="min", **kwargs) in this library's arguments, as
+  the docstring maps them (torch's defaults where kwargs omit one)."""
+  threshold = kwargs.get("threshold", 1e-4)
+  relative = kwargs.get("threshold_mode", "rel") == "rel"
+  return dict(
+      factor=kwargs.get("factor", 0.1),
+      patience=kwargs.get("patience", 10) + 1,
+      cooldown=kwargs.get("cooldown", 0),
+      rtol=threshold if relative else 0.0,
+      atol=0.0 if relative else threshold,
+      min_scale=kwargs.get("min_lr", 0.0) / base_lr,
+  )
+
+
+def _torch_case(name, losses=None, **overrides):
+  """(our learning rates, torch's), aligned: torch applies the lowering
+  that a loss triggers from the next optimizer step, this transformation
+  to the update that sees the loss."""
+  case = _TORCH[name]
+  losses = [math.nan if v is None else v for v in (losses or case["losses"])]
+  arguments = {**_from_torch(case["kwargs"], case["base_lr"]), **overrides}
+  ours = case["base_lr"] * np.asarray(_scales(losses, length=105,
+                                              **arguments))
+  return ours[:-1], np.asarray(case["lr_used"][1:])
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", ["rel", "abs", "cooldown_min_lr", "defaults"])
+def test_matches_torch_reduce_lr_on_plateau(name):
+  ours, torch = _torch_case(name)
+  assert np.any(torch < _TORCH[name]["base_lr"])  # it does lower
+  np.testing.assert_allclose(ours, torch, rtol=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+def test_torch_eps_is_a_floor_on_the_learning_rate():
+  """Torch skips a lowering by no more than eps, so it stops at the first
+  rate base * factor**n <= eps / (1 - factor); that is min_scale here."""
+  case = _TORCH["eps"]
+  base, factor, eps = case["base_lr"], 0.5, case["kwargs"]["eps"]
+  n = math.ceil(math.log(eps / (1 - factor) / base, factor))
+  ours, torch = _torch_case("eps", min_scale=factor**n)
+  np.testing.assert_allclose(ours, torch, rtol=1e-12)
+  assert torch.min() > eps  # the floor is torch's own, not a min_lr
+
+
+@pytest.mark.usefixtures("x64")
+def test_torch_counts_a_nan_loss_as_a_bad_epoch():
+  losses = _TORCH["nan"]["losses"]
+  ignored, torch = _torch_case("nan")
+  assert np.any(ignored != torch)  # here a NaN loss is ignored
+  bad = [1e30 if value is None else value for value in losses]
+  np.testing.assert_allclose(_torch_case("nan", losses=bad)[0], torch)
+
+
+@pytest.mark.usefixtures("x64")
+def test_torch_never_lowers_on_a_flat_negative_loss():
+  ours, torch = _torch_case("negative")
+  assert np.all(torch == 1.0)  # -1 < -1 * (1 - threshold) is never true
+  assert ours.min() < 1.0
 
 
 def test_updates_are_scaled():
