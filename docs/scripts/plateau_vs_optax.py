@@ -34,7 +34,7 @@ import optax
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
 
-import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+import nagd_optax as nagd  # pylint: disable=wrong-import-position
 
 SCRATCH = ROOT / "build" / "plateau_vs_optax.md"
 RESULTS = ROOT / "docs" / "_static" / "plateau_vs_optax.md"
