@@ -13,8 +13,9 @@ losses. A cut is *false* when the true loss fell by more than the rtol
 threshold over the patience window before it (the loss before step 0
 continues its first slope), *true* otherwise.
 
-The table goes to build/plateau_vs_optax.md (git-ignored); with
---write-results, to docs/_static/plateau_vs_optax.md, which the docs include.
+The table goes to runs/plateau_vs_optax/plateau_vs_optax.md (a git-ignored
+run directory); --write-results regenerates the committed
+docs/_static/plateau_vs_optax.md, which the docs include.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
 
 import nagd_optax as nagd  # pylint: disable=wrong-import-position
 
-SCRATCH = ROOT / "build" / "plateau_vs_optax.md"
+SCRATCH = ROOT / "runs" / "plateau_vs_optax" / "plateau_vs_optax.md"
 RESULTS = ROOT / "docs" / "_static" / "plateau_vs_optax.md"
 
 STEPS = 4000
