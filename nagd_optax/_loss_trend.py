@@ -8,6 +8,10 @@ itself. What does is to compare the EMA with a reference *up to its own
 standard error*, which these statistics estimate from the data. The estimate
 must see only the noise: a trend (a loss that keeps falling) is not noise,
 and counting it as noise would make a falling loss look flat.
+
+A :class:`LinearFit` is the other half: the least-squares line through the
+losses of a window, whose slope says whether the loss still falls, with a
+standard error from the same noise estimate.
 """
 
 from typing import Any, NamedTuple
@@ -136,6 +140,46 @@ def standard_error(
   return jnp.sqrt(variance * (1 - smoothing) / 2)
 
 
+def loss_noise(trend: LossTrend, smoothing: float | jax.Array) -> jax.Array:
+  r"""Standard deviation :math:`\hat\sigma` of one loss around its trend.
+
+  An innovation has variance :math:`\sigma^2 \cdot 2/(1 + s)` (see
+  :func:`standard_error`), so :math:`\hat\sigma^2 = v (1 + s)/2`.
+  """
+  innovations = jnp.maximum(trend.count - 1, 0)
+  variance = _debiased(trend.noise, smoothing, innovations)
+  return jnp.sqrt(variance * (1 + smoothing) / 2)
+
+
+def lag_corrected_mean(
+    trend: LossTrend, smoothing: float | jax.Array, noise_tolerance
+) -> jax.Array:
+  r"""The EMA moved down by its lag behind a significantly falling loss.
+
+  Under a steady slope :math:`a` the EMA lags the loss by
+  :math:`s a/(1 - s)` and the drift settles at :math:`a/(1 - s)`, so
+  :math:`\bar f_k + s \hat d_k` is the loss's current level. White noise of
+  standard deviation :math:`\sigma` gives the drift a standard deviation
+  :math:`\sigma \sqrt{2 (1 - s)/(1 + s)^3}`; the correction uses the
+  drift's upper confidence bound, :math:`\min(\hat d_k + z\,
+  \mathrm{se}(\hat d_k), 0)`, so it acts only on a significant fall and never
+  raises the level:
+
+  .. math::
+
+    \ell_k = \bar f_k + s \min\left(\hat d_k + z\,\mathrm{se}(\hat d_k),
+    0\right).
+  """
+  innovations = jnp.maximum(trend.count - 1, 0)
+  drift = _debiased(trend.drift, smoothing, innovations)
+  drift_error = loss_noise(trend, smoothing) * jnp.sqrt(
+      2 * (1 - smoothing) / (1 + smoothing) ** 3
+  )
+  bound = jnp.minimum(drift + noise_tolerance * drift_error, 0.0)
+  # With s = 0 the mean is the loss itself; 0 * a non-finite bound is NaN.
+  return trend.mean + jnp.where(smoothing > 0, smoothing * bound, 0.0)
+
+
 def settled(trend: LossTrend, smoothing: float | jax.Array) -> jax.Array:
   """Whether the average has seen about 1/(1 - s) losses (its time constant).
 
@@ -143,3 +187,78 @@ def settled(trend: LossTrend, smoothing: float | jax.Array) -> jax.Array:
   averaged out; decisions compare against it only once it has settled.
   """
   return trend.count >= 1.0 / (1.0 - smoothing)
+
+
+class LinearFit(NamedTuple):
+  r"""Running least-squares line through the finite losses of a window.
+
+  The losses sit at abscissae 0, 1, 2, ... (one per finite loss), whose
+  mean :math:`(n - 1)/2` and sum of squares :math:`n (n^2 - 1)/12` are
+  known, so three numbers hold the fit.
+
+  Attributes:
+    count: number of losses in the window, int32.
+    mean: their mean.
+    cross: :math:`\sum_i (x_i - \bar x)(f_i - \bar f)`.
+    squares: :math:`\sum_i (f_i - \bar f)^2`.
+  """
+
+  count: jax.Array
+  mean: jax.Array
+  cross: jax.Array
+  squares: jax.Array
+
+
+def init_fit() -> LinearFit:
+  dtype = widest_float()
+  return LinearFit(
+      count=jnp.zeros([], jnp.int32),
+      mean=jnp.zeros([], dtype),
+      cross=jnp.zeros([], dtype),
+      squares=jnp.zeros([], dtype),
+  )
+
+
+def update_fit(fit: LinearFit, value: jax.Array) -> LinearFit:
+  r"""Adds ``value`` at abscissa ``count``; a NaN or infinite one is ignored.
+
+  Welford's update: with :math:`n` losses before it, the new abscissa lies
+  :math:`(n + 1)/2` from the old mean abscissa :math:`(n - 1)/2`, so
+  :math:`C \leftarrow C + \tfrac{n + 1}{2} (f - \bar f_{n + 1})`.
+  """
+  value = jnp.asarray(value).astype(fit.mean.dtype)
+  count = optax.safe_increment(fit.count)
+  size = count.astype(fit.mean.dtype)
+  mean = fit.mean + (value - fit.mean) / size
+  cross = fit.cross + size / 2 * (value - mean)
+  squares = fit.squares + (value - fit.mean) * (value - mean)
+  finite = jnp.isfinite(value)
+  return jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                      LinearFit(count, mean, cross, squares), fit)
+
+
+def fit_noise(fit: LinearFit) -> jax.Array:
+  """Standard deviation of the losses around the fitted line (n - 2 degrees
+  of freedom); NaN with fewer than three losses."""
+  size = fit.count.astype(fit.mean.dtype)
+  spread = size * (size * size - 1) / 12
+  residual = fit.squares - fit.cross**2 / jnp.where(spread > 0, spread, 1.0)
+  return jnp.where(size > 2, jnp.sqrt(jnp.maximum(residual, 0.0) /
+                                      jnp.maximum(size - 2, 1.0)), jnp.nan)
+
+
+def fit_slope(fit: LinearFit, noise: jax.Array) -> tuple[jax.Array, jax.Array]:
+  r"""The fitted slope per loss and its standard error.
+
+  For losses with independent noise of standard deviation ``noise``, the
+  slope :math:`C/S_{xx}` has standard error :math:`\sigma/\sqrt{S_{xx}}`,
+  :math:`S_{xx} = n (n^2 - 1)/12`. With fewer than two losses there is no
+  slope: 0 with an infinite standard error.
+  """
+  size = fit.count.astype(fit.mean.dtype)
+  spread = size * (size * size - 1) / 12
+  some = spread > 0
+  safe = jnp.where(some, spread, 1.0)
+  slope = jnp.where(some, fit.cross / safe, 0.0)
+  error = jnp.where(some, noise / jnp.sqrt(safe), jnp.inf)
+  return slope, error
