@@ -44,6 +44,7 @@ PUBLISHED_LOGISTIC_F_STAR = {
     1e-2: 0.100446303781, 1e-3: 0.059829471882, 1e-4: 0.042655627270
 }
 PUBLISHED_LOGISTIC_GRADIENT_RESTART = {1e-2: 164, 1e-3: 480, 1e-4: 1508}
+PUBLISHED_LOGISTIC_GD = {1e-3: 16797}
 # Reference figures: Rosenbrock from (-1.2, 1), step 1e-3, until f <= 1e-10.
 PUBLISHED_ROSENBROCK = {"gd": 26593, "nag": 1716, "restart": 316}
 
@@ -125,6 +126,22 @@ def test_logistic_regression(regularization, criterion):
   if criterion == "gradient":
     published = PUBLISHED_LOGISTIC_GRADIENT_RESTART[regularization]
     assert ours == pytest.approx(published, rel=0.03)
+
+
+def test_logistic_regression_gradient_descent():
+  problem = nagd.problems.breast_cancer_logistic(1e-3)
+  f_star = PUBLISHED_LOGISTIC_F_STAR[1e-3]
+  step = 1 / problem.smoothness
+  threshold = f_star + 1e-8 * (problem.f(problem.x0) - f_star)
+  iterations, _, _ = _reference(
+      problem.f, problem.grad, problem.x0, step, None,
+      beta=lambda j: 0.0, stop=lambda value: value <= threshold,
+  )
+  ours, _ = nagd.problems.run_until(
+      nagd.nagd(step, 0.0), problem.value_and_grad, problem.x0, threshold
+  )
+  assert ours == iterations
+  assert ours == pytest.approx(PUBLISHED_LOGISTIC_GD[1e-3], rel=0.01)
 
 
 @pytest.mark.parametrize("criterion", ["loss", "gradient"])
