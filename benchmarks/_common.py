@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import statistics
-import sys
 import time
 from typing import Callable, Sequence
 
@@ -15,16 +13,6 @@ import numpy as np
 import optax
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "examples")
-
-
-def example(name: str):
-  """Imports examples/<name>.py, so that benchmarks reuse the examples' data
-  sets and problems instead of defining them again."""
-  if EXAMPLES not in sys.path:
-    sys.path.insert(0, EXAMPLES)  # the examples import their `common`
-  return importlib.import_module(name)
 
 
 def environment() -> str:

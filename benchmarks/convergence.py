@@ -1,6 +1,7 @@
 """Convergence on convex problems: iterations to tolerance, against theory.
 
-Problems (float64, step 1/L, all from DESIGN.md):
+Problems (float64, step 1/L; defined in nagd_optax.problems, with their
+sources):
 
   * the quadratic 0.5 sum_i lam_i x_i^2, n = 500, kappa = 1e2 .. 1e5,
     tolerance (f - f*)/(f0 - f*) <= 1e-10, and the same with kappa = 1e4 in
@@ -26,12 +27,10 @@ Run:  python -m benchmarks.convergence [--quick]
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -65,70 +64,53 @@ def strongly_convex_bound(kappa: float, tolerance: float) -> int:
                           / (2 * math.log(1 / q))))
 
 
+def _benchmark_problem(problem, step, target, bound):
+  """A problem of nagd_optax.problems with the step, the loss to reach and
+  the lower bound on the iterations."""
+  return dict(value_and_grad=problem.value_and_grad, x0=problem.x0,
+              step=step, mu=problem.strong_convexity, target=target,
+              f_star=problem.f_star, bound=bound)
+
+
+def _relative_gap(problem, tolerance):
+  """The loss at which (f - f*)/(f0 - f*) = tolerance."""
+  f0 = problem.f(problem.x0)
+  return problem.f_star + tolerance * (f0 - problem.f_star)
+
+
 def quadratic(kappa: float, rotated: bool = False):
-  """DESIGN.md's diagonal quadratic; ``rotated``: the same spectrum in a
+  """The diagonal quadratic, n = 500; ``rotated``: the same spectrum in a
   random orthonormal basis (first-order methods are rotation invariant,
   Adam's per-coordinate scaling is not)."""
-  lam = np.logspace(0.0, -np.log10(kappa), 500)
-  x0 = np.random.default_rng(0).standard_normal(500)
-  lam_jax = jnp.asarray(lam)
-  basis = jnp.asarray(np.linalg.qr(
-      np.random.default_rng(1).standard_normal((500, 500)))[0])
-
-  def value_and_grad(x):
-    if rotated:  # f(x) = 0.5 (Qx)^T diag(lam) (Qx), x0 = Q^T x0_diagonal
-      z = basis @ x
-      return 0.5 * jnp.sum(lam_jax * z * z), basis.T @ (lam_jax * z)
-    return 0.5 * jnp.sum(lam_jax * x * x), lam_jax * x
-
+  problem = nagd.problems.quadratic(kappa, rotated=rotated)
   tolerance = 1e-10
-  f0 = 0.5 * float(np.sum(lam * x0**2))  # the same in either basis
-  if rotated:
-    x0 = np.asarray(basis.T @ x0)
-  return dict(value_and_grad=value_and_grad, x0=x0, step=1.0, mu=1 / kappa,
-              target=tolerance * f0, f_star=0.0,
-              bound=strongly_convex_bound(kappa, tolerance))
+  return _benchmark_problem(problem, 1.0, _relative_gap(problem, tolerance),
+                            strongly_convex_bound(kappa, tolerance))
 
 
 def logistic(regularization: float):
-  """The examples' breast_cancer logistic regression, f* by Newton."""
-  convex = _common.example("convex")
-  objective, smoothness, x0 = convex.logistic_regression(regularization)
-  f_star, f0 = convex.minimum(objective, x0), float(objective(x0))
+  """The breast_cancer logistic regression, f* by Newton's method."""
+  problem = nagd.problems.breast_cancer_logistic(regularization)
   tolerance = 1e-8
-  return dict(value_and_grad=jax.value_and_grad(objective), x0=x0,
-              step=1 / smoothness, mu=regularization,
-              target=f_star + tolerance * (f0 - f_star), f_star=f_star,
-              bound=strongly_convex_bound(smoothness / regularization,
-                                          tolerance))
+  return _benchmark_problem(
+      problem, 1 / problem.smoothness, _relative_gap(problem, tolerance),
+      strongly_convex_bound(problem.smoothness / regularization, tolerance))
 
 
 def rosenbrock():
-  def objective(x):
-    return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-
-  return dict(value_and_grad=jax.value_and_grad(objective),
-              x0=jnp.array([-1.2, 1.0]), step=1e-3, mu=None, target=1e-10,
-              f_star=0.0, bound=None)
+  """From (-1.2, 1), step 1e-3, until f <= 1e-10."""
+  return _benchmark_problem(nagd.problems.rosenbrock(), 1e-3, 1e-10, None)
 
 
 def worst_case(n: int = 10001):
-  """Nesterov's tridiagonal function, L = 1, as a stencil (no dense matrix)."""
-
-  def value_and_grad(x):
-    padded = jnp.pad(x, 1)
-    ax = 0.25 * (2 * x - padded[:-2] - padded[2:])
-    gradient = ax.at[0].add(-0.25)
-    return 0.5 * x @ ax - 0.25 * x[0], gradient
-
-  f_star = (-1 + 1 / (n + 1)) / 8
+  """Nesterov's tridiagonal function, L = 1, relative gap 1e-3."""
+  problem = nagd.problems.nesterov_worst_case(n)
   tolerance = 1e-3
   # From x0 = 0, iterate k lies in span(e_1..e_k), where f >= (-1 +
   # 1/(k+1))/8: solve that bound for the tolerance.
   bound = math.ceil(1 / (tolerance * (1 - 1 / (n + 1)) + 1 / (n + 1)) - 1)
-  return dict(value_and_grad=value_and_grad, x0=jnp.zeros(n), step=1.0,
-              mu=None, target=f_star + tolerance * (0.0 - f_star),
-              f_star=f_star, bound=bound)
+  return _benchmark_problem(problem, 1.0, _relative_gap(problem, tolerance),
+                            bound)
 
 
 # ----------------------------------------------------------------------------
@@ -165,36 +147,9 @@ def methods(step: float, mu: float | None):
   return contenders
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 4))
-def _iterations(optimizer, value_and_grad, x0, target, max_steps):
-  def not_done(carry):
-    x, _, k = carry
-    return (value_and_grad(x)[0] > target) & (k < max_steps)
-
-  def step(carry):
-    x, state, k = carry
-    value, grads = value_and_grad(x)
-    updates, state = optimizer.update(grads, state, x, value=value)
-    return optax.apply_updates(x, updates), state, k + 1
-
-  return jax.lax.while_loop(not_done, step, (x0, optimizer.init(x0), 0))[2]
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 3))
-def _curve(optimizer, value_and_grad, x0, steps):
-  def step(carry, _):
-    x, state = carry
-    value, grads = value_and_grad(x)
-    updates, state = optimizer.update(grads, state, x, value=value)
-    return (optax.apply_updates(x, updates), state), value
-
-  return jax.lax.scan(step, (x0, optimizer.init(x0)), length=steps)[1]
-
-
 def iterations(optimizer, problem, max_steps) -> int | None:
-  k = int(_iterations(optimizer, problem["value_and_grad"],
-                      jnp.asarray(problem["x0"]), problem["target"],
-                      max_steps))
+  k, _ = nagd.problems.run_until(optimizer, problem["value_and_grad"],
+                                 problem["x0"], problem["target"], max_steps)
   return None if k >= max_steps else k
 
 
@@ -211,8 +166,9 @@ def run_problem(problem, max_steps):
       optimizer = optimizer(best)
     else:
       counts[name] = (iterations(optimizer, problem, max_steps), "")
-    values = np.asarray(_curve(optimizer, problem["value_and_grad"],
-                               jnp.asarray(problem["x0"]), CURVE_STEPS))
+    values, _ = nagd.problems.trajectory(
+        optimizer, problem["value_and_grad"], problem["x0"], CURVE_STEPS,
+        iterates=False)
     curves[name] = np.maximum(values - problem["f_star"], 1e-300)
   return counts, curves
 
@@ -253,8 +209,8 @@ def plot(curves_by_problem, bounds, name):
 
 def worst_case_bound_curve(n: int = 10001):
   """f*_k - f* on the tridiagonal function: no first-order run goes below."""
-  k = np.arange(CURVE_STEPS)
-  return (1 / (k + 1) - 1 / (n + 1)) / 8
+  bounds = nagd.problems.worst_case_lower_bound(np.arange(CURVE_STEPS))
+  return bounds - nagd.problems.worst_case_lower_bound(n)
 
 
 def main(argv=None) -> str:
@@ -298,11 +254,12 @@ def main(argv=None) -> str:
       " convex: q^2k / kappa with q = (sqrt(kappa)-1)/(sqrt(kappa)+1); worst"
       " case: span(e_1..e_k)); 'n/a': the problem is not strongly convex."
       f" restart=interval restarts every {INTERVAL} steps, a period that"
-      " suits kappa ~ 1e2-1e3 only. DESIGN.md's 'NAG without restart'"
-      " figures for logistic regression and Rosenbrock (567, 1716) come"
-      " from FISTA's theta-sequence, not (k-1)/(k+2): hence the"
-      " difference in that column (tests/test_restart_figures.py"
-      " reproduces 1716 with theta)."
+      " suits kappa ~ 1e2-1e3 only. The reference 'NAG without restart'"
+      " figures for logistic regression and Rosenbrock (567, 1716),"
+      " computed independently of this library by plain NumPy loops of the"
+      " papers' algorithms, come from FISTA's theta-sequence, not"
+      " (k-1)/(k+2): hence the difference in that column"
+      " (tests/test_restart_figures.py reproduces 1716 with theta)."
       " Reproduce with `python -m benchmarks.convergence`.\n",
       table,
       "\n![convergence](convergence.png)\n",

@@ -1,8 +1,9 @@
 """Training: time to a target test accuracy, and robustness to momentum.
 
-Two real, offline tasks: scikit-learn's digits with the examples' CNN at half
-width (target 97% test accuracy) and MNIST-1D (generated locally by
-``mnist1d.data.make_dataset``; a 1D CNN, target 93%). Every run trains with
+Two real, offline tasks: scikit-learn's digits with the examples' CNN
+(``nagd_optax.problems.cnn``) at half width (target 97% test accuracy) and
+MNIST-1D (generated locally by ``nagd_optax.problems.load_mnist1d``; a 1D CNN,
+target 93%). Every run trains with
 minibatches of 64 at a constant learning rate, measures test accuracy every
 ``EVAL_EVERY`` steps and stops at the target; the wall time of the jitted
 training steps (not compile time, not evaluation) is summed.
@@ -54,27 +55,20 @@ class CNN1D(nnx.Module):
 
 
 def digits_task(seed: int = 0):
-  common = _common.example("common")
-  split = common.load_digits(seed)
   graphdef, params = nnx.split(
-      common.CNN(side=8, rngs=nnx.Rngs(seed), width=16, hidden=64), nnx.Param)
+      nagd.problems.cnn(side=8, rngs=nnx.Rngs(seed), width=16, hidden=64),
+      nnx.Param)
   return dict(
       name="digits (CNN)", target=0.97, graphdef=graphdef, params=params,
-      data=(split.x_train, split.y_train, split.x_test, split.y_test),
+      data=nagd.problems.load_digits(seed),
   )
 
 
 def mnist1d_task(seed: int = 0):
-  from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=g-import-not-at-top
-
-  data = make_dataset(get_dataset_args())  # generated locally, ~1 s
   graphdef, params = nnx.split(CNN1D(nnx.Rngs(seed)), nnx.Param)
   return dict(
       name="MNIST-1D (1D CNN)", target=0.93, graphdef=graphdef, params=params,
-      data=(np.asarray(data["x"], np.float32)[..., None],
-            np.asarray(data["y"], np.int32),
-            np.asarray(data["x_test"], np.float32)[..., None],
-            np.asarray(data["y_test"], np.int32)),
+      data=nagd.problems.load_mnist1d(),  # generated locally, ~1 s
   )
 
 

@@ -14,6 +14,7 @@ restart scheme (a fixed period of --interval steps for "interval"), and, for
 the quadratic, the optimal constant momentum that
 needs kappa. Prints the iterations to the target relative gap and writes a
 log-scale plot of f - f* against iterations to examples/results/convex.png.
+Both problems come from nagd_optax.problems, which cites their sources.
 
 Run:  python examples/convex.py [--regularization 1e-3] [--kappa 1e4]
       [--interval 100] [--seed 0]
@@ -23,71 +24,14 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.datasets import load_breast_cancer
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+import nagd_optax as nagd
 
-import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def logistic_regression(regularization: float):
-  """Returns the objective, its smoothness constant L and x0 = 0."""
-  features, labels = load_breast_cancer(return_X_y=True)
-  features = (features - features.mean(0)) / features.std(0)
-  features = np.hstack([features, np.ones((len(features), 1))])
-  a = jnp.asarray(features * (2.0 * labels - 1.0)[:, None])
-
-  def objective(w):
-    return jnp.mean(jnp.logaddexp(0.0, -a @ w)) + 0.5 * regularization * w @ w
-
-  # The logistic loss has curvature <= 1/4.
-  smoothness = 0.25 * np.linalg.eigvalsh(features.T @ features).max() / len(
-      features
-  ) + regularization
-  return objective, smoothness, jnp.zeros(a.shape[1])
-
-
-def quadratic(condition_number: float, n: int = 500, seed: int = 0):
-  """Returns the objective, L = 1 and x0 ~ N(0, I) (default_rng(seed);
-  DESIGN.md's figures use seed 0)."""
-  lam = jnp.asarray(np.logspace(0.0, -np.log10(condition_number), n))
-
-  def objective(x):
-    return 0.5 * jnp.sum(lam * x * x)
-
-  x0 = np.random.default_rng(seed).standard_normal(n)
-  return objective, 1.0, jnp.asarray(x0)
-
-
-def minimum(objective, x0, iterations=30):
-  """f* by Newton's method (the problems are small: the Hessian is cheap)."""
-  x = x0
-  for _ in range(iterations):
-    x = x - jnp.linalg.solve(jax.hessian(objective)(x), jax.grad(objective)(x))
-  return float(objective(x))
-
-
-def solve(optimizer, objective, x0, steps):
-  """The objective at every iterate, from one jitted scan."""
-
-  @jax.jit
-  def run(x):
-    def step(carry, _):
-      x, state = carry
-      value, grad = jax.value_and_grad(objective)(x)
-      updates, state = optimizer.update(grad, state, x, value=value)
-      return (optax.apply_updates(x, updates), state), value
-
-    return jax.lax.scan(step, (x, optimizer.init(x)), length=steps)[1]
-
-  return np.asarray(run(x0))
+RESULTS = pathlib.Path(__file__).parent / "results"
 
 
 def methods(step_size: float, condition_number: float | None,
@@ -116,15 +60,21 @@ def methods(step_size: float, condition_number: float | None,
   return contenders
 
 
-def compare(name, objective, smoothness, x0, gap, steps, condition_number,
-            interval):
-  """Iterations to the relative gap, and the f - f* curves, per method."""
-  f_star = minimum(objective, x0)
-  f0 = float(objective(x0))
+def compare(name, problem, gap, steps, condition_number, interval):
+  """Iterations to the relative gap, and the f - f* curves, per method.
+
+  ``problem`` is a ``nagd.problems.Problem``: its JAX ``value_and_grad``,
+  starting point ``x0``, smoothness L (the step is 1/L) and minimum ``f_star``.
+  """
+  f_star = problem.f_star
+  f0 = problem.f(problem.x0)
   curves, iterations = {}, {}
-  for method, optimizer in methods(1.0 / smoothness, condition_number,
+  for method, optimizer in methods(1.0 / problem.smoothness, condition_number,
                                    interval).items():
-    values = solve(optimizer, objective, x0, steps)
+    # The loss at every iterate, from one jitted scan of optimizer.update(
+    # grads, state, params, value=loss).
+    values, _ = nagd.problems.trajectory(
+        optimizer, problem.value_and_grad, problem.x0, steps, iterates=False)
     curves[method] = np.maximum(values - f_star, 1e-300)
     reached = np.nonzero((values - f_star) <= gap * (f0 - f_star))[0]
     iterations[method] = int(reached[0]) if reached.size else None
@@ -167,8 +117,7 @@ def main(argv=None):
                       help="period of the fixed (interval) restart")
   parser.add_argument("--seed", type=int, default=0,
                       help="seed of the quadratic's starting point")
-  parser.add_argument("--output-dir", type=pathlib.Path,
-                      default=common.RESULTS)
+  parser.add_argument("--output-dir", type=pathlib.Path, default=RESULTS)
   parser.add_argument("--no-plot", action="store_true")
   args = parser.parse_args(argv)
 
@@ -177,20 +126,18 @@ def main(argv=None):
     results = [
         compare(f"breast_cancer logistic regression, lambda ="
                 f" {args.regularization:g}",
-                *logistic_regression(args.regularization), args.gap,
-                args.steps, None, args.interval),
+                nagd.problems.breast_cancer_logistic(args.regularization),
+                args.gap, args.steps, None, args.interval),
         compare(f"quadratic, kappa = {args.kappa:g}",
-                *quadratic(args.kappa, seed=args.seed), args.gap, args.steps,
-                args.kappa, args.interval),
+                nagd.problems.quadratic(args.kappa, seed=args.seed), args.gap,
+                args.steps, args.kappa, args.interval),
     ]
   for result in results:
     print(f"{result['name']}: f* = {result['f*']:.12f}; iterations to a"
           f" relative gap of {args.gap:g}")
-    print(common.markdown_table(
-        ["method", "iterations"],
-        [(method, f"> {args.steps}" if count is None else count)
-         for method, count in result["iterations"].items()],
-    ))
+    print("| method | iterations |\n|---|---|")
+    for method, count in result["iterations"].items():
+      print(f"| {method} | {f'> {args.steps}' if count is None else count} |")
   if not args.no_plot:
     plot(results, args.output_dir / "convex.png")
     print(f"wrote {args.output_dir / 'convex.png'}")

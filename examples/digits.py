@@ -21,19 +21,20 @@ Run:  python examples/digits.py [--steps 600] [--seed 0]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
-import sys
+import time
 
 from flax import nnx
+import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+import nagd_optax as nagd
 
 TARGET = 0.97
+RESULTS = pathlib.Path(__file__).parent / "results"
 
 
 def optimizers(steps: int, learning_rate: float, high_momentum_learning_rate:
@@ -64,6 +65,123 @@ def optimizers(steps: int, learning_rate: float, high_momentum_learning_rate:
   }
 
 
+def loss_fn(model, images, labels):
+  logits = model(images)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return loss, logits
+
+
+@nnx.jit
+def train_step(model, optimizer, images, labels):
+  """One step; the loss is passed on as ``value=`` (nagd's loss restart)."""
+  (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
+      model, images, labels
+  )
+  optimizer.update(model, grads, value=loss)
+  return loss
+
+
+@nnx.jit
+def evaluate(model, images, labels):
+  loss, logits = loss_fn(model, images, labels)
+  return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+@dataclasses.dataclass
+class History:
+  """What a run records every ``eval_every`` steps."""
+
+  name: str
+  steps: list[int] = dataclasses.field(default_factory=list)
+  train_loss: list[float] = dataclasses.field(default_factory=list)
+  test_loss: list[float] = dataclasses.field(default_factory=list)
+  test_accuracy: list[float] = dataclasses.field(default_factory=list)
+  seconds: float = 0.0
+  restarts: int | None = None
+
+  def steps_to(self, accuracy: float) -> int | None:
+    for step, value in zip(self.steps, self.test_accuracy):
+      if value >= accuracy:
+        return step
+    return None
+
+
+def train(name, tx, data, *, steps, batch_size, eval_every, seed) -> History:
+  """Trains a fresh CNN with ``tx`` for ``steps`` minibatch steps.
+
+  Test loss and accuracy are measured every ``eval_every`` steps; the time
+  spent measuring is not counted in ``History.seconds``.
+  """
+  model = nagd.problems.cnn(side=8, rngs=nnx.Rngs(seed))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  rng = np.random.default_rng(seed)
+  history = History(name)
+  running, step = [], 0
+  bar = tqdm(total=steps, desc=name, leave=False)
+  while step < steps:
+    order = rng.permutation(len(data.x_train))  # an epoch of full batches
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+      index = order[start:start + batch_size]
+      start_time = time.perf_counter()
+      loss = train_step(model, optimizer, data.x_train[index],
+                        data.y_train[index])
+      running.append(float(loss))  # waits for the step: its own wall time
+      history.seconds += time.perf_counter() - start_time
+      step += 1
+      bar.update(1)
+      if step % eval_every == 0 or step == steps:
+        test_loss, accuracy = evaluate(model, data.x_test, data.y_test)
+        history.steps.append(step)
+        history.train_loss.append(float(np.mean(running)))
+        history.test_loss.append(float(test_loss))
+        history.test_accuracy.append(float(accuracy))
+        running = []
+      if step == steps:
+        break
+  bar.close()
+  # None for the optimizers without restart.
+  restarts = optax.tree.get(nnx.as_pure(optimizer.opt_state), "restarts")
+  history.restarts = None if restarts is None else int(restarts)
+  return history
+
+
+def markdown_table(header, rows) -> str:
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def plot(histories, path):
+  """Test loss and test accuracy curves of the runs, one PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+  for history in histories:
+    loss_axis.plot(history.steps, history.train_loss, lw=0.8, alpha=0.5)
+    color = loss_axis.lines[-1].get_color()
+    loss_axis.plot(history.steps, history.test_loss, color=color,
+                   label=history.name)
+    accuracy_axis.plot(history.steps, history.test_accuracy, color=color,
+                       label=history.name)
+  loss_axis.set_yscale("log")
+  loss_axis.set(xlabel="step", ylabel="loss (thin: train, thick: test)")
+  final = min(h.test_accuracy[-1] for h in histories)
+  accuracy_axis.set(xlabel="step", ylabel="test accuracy",
+                    ylim=(max(0.0, final - 0.15), 1.0))
+  accuracy_axis.axhline(TARGET, color="0.5", ls="--", lw=0.8)
+  for axis in (loss_axis, accuracy_axis):
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+  figure.suptitle("CNN on scikit-learn digits")
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=600)
@@ -74,20 +192,18 @@ def main(argv=None):
   parser.add_argument("--adam-learning-rate", type=float, default=3e-3)
   parser.add_argument("--eval-every", type=int, default=10)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--output-dir", type=pathlib.Path,
-                      default=common.RESULTS)
+  parser.add_argument("--output-dir", type=pathlib.Path, default=RESULTS)
   args = parser.parse_args(argv)
 
-  data = common.load_digits(args.seed)
+  data = nagd.problems.load_digits(args.seed)
   histories = []
   contenders = optimizers(args.steps, args.learning_rate,
                           args.high_momentum_learning_rate,
                           args.adam_learning_rate)
   for name, tx in tqdm(contenders.items(), desc="optimizers"):
-    model = common.CNN(side=8, rngs=nnx.Rngs(args.seed))
-    histories.append(common.fit(
-        name, model, tx, data, steps=args.steps, batch_size=args.batch_size,
-        eval_every=args.eval_every, seed=args.seed, progress=tqdm,
+    histories.append(train(
+        name, tx, data, steps=args.steps, batch_size=args.batch_size,
+        eval_every=args.eval_every, seed=args.seed,
     ))
 
   rows = []
@@ -101,7 +217,7 @@ def main(argv=None):
         f"{history.seconds:.1f}",
         "-" if history.restarts is None else history.restarts,
     ))
-  table = common.markdown_table(
+  table = markdown_table(
       ["optimizer", "final test accuracy", "final test loss",
        f"steps to {TARGET:.0%}", "train wall s", "restarts"],
       rows,
@@ -125,8 +241,7 @@ def main(argv=None):
       f"# Digits demo\n\n{header}\n\nGenerated by `python examples/digits.py"
       f"`.\n\n{table}\n\n![curves](digits.png)\n"
   )
-  common.plot_histories(histories, args.output_dir / "digits.png",
-                        "CNN on scikit-learn digits", target=TARGET)
+  plot(histories, args.output_dir / "digits.png")
   print(f"wrote {args.output_dir / 'digits.md'} and digits.png")
   return histories
 

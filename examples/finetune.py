@@ -26,25 +26,21 @@ Run:  python examples/finetune.py [--pretrain-steps 300] [--finetune-steps 150]
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+import nagd_optax as nagd
 
 
-def subset(data: common.Split, classes) -> common.Split:
+def subset(data: nagd.problems.Split, classes) -> nagd.problems.Split:
   train = np.isin(data.y_train, classes)
   test = np.isin(data.y_test, classes)
-  return common.Split(data.x_train[train], data.y_train[train],
-                      data.x_test[test], data.y_test[test])
+  return nagd.problems.Split(data.x_train[train], data.y_train[train],
+                             data.x_test[test], data.y_test[test])
 
 
 def part_of(path) -> str:
@@ -69,13 +65,33 @@ def make_optimizer(learning_rate, switch_step, backbone_factor):
   )
 
 
+def loss_fn(model, images, labels):
+  logits = model(images)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
 @nnx.jit
 def train_step(model, optimizer, images, labels, restart):
-  (loss, _), grads = nnx.value_and_grad(common.cross_entropy, has_aux=True)(
-      model, images, labels
-  )
+  loss, grads = nnx.value_and_grad(loss_fn)(model, images, labels)
   optimizer.update(model, grads, value=loss, restart=restart)
   return loss
+
+
+@nnx.jit
+def accuracy(model, images, labels):
+  return jnp.mean(jnp.argmax(model(images), -1) == labels)
+
+
+@nnx.jit
+def gradient_norm(model, images, labels):
+  return optax.tree.norm(nnx.grad(loss_fn)(model, images, labels))
+
+
+def restarts(optimizer: nnx.Optimizer) -> int:
+  """Restarts so far, summed over the backbone's and the head's nagd."""
+  found = optax.tree.get_all_with_path(nnx.as_pure(optimizer.opt_state),
+                                       "restarts")
+  return sum(int(count) for _, count in found)
 
 
 def run(model, optimizer, data, steps, rng, batch_size, restart_first_step,
@@ -83,13 +99,14 @@ def run(model, optimizer, data, steps, rng, batch_size, restart_first_step,
   """Trains for ``steps``; returns {step: new-task test accuracy}."""
   accuracies, step = {}, 0
   while step < steps:
-    for index in common.batches(rng, len(data.x_train), batch_size):
+    order = rng.permutation(len(data.x_train))  # an epoch of full batches
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+      index = order[start:start + batch_size]
       train_step(model, optimizer, data.x_train[index], data.y_train[index],
                  restart_first_step and step == 0)
       step += 1
       if step in eval_at:
-        accuracies[step] = float(common.evaluate(model, data.x_test,
-                                                 data.y_test)[1])
+        accuracies[step] = float(accuracy(model, data.x_test, data.y_test))
       if step == steps:
         break
   return accuracies
@@ -110,9 +127,9 @@ def main(argv=None):
   if args.steps is not None:
     args.pretrain_steps = args.finetune_steps = args.steps
 
-  digits = common.load_digits(args.seed)
+  digits = nagd.problems.load_digits(args.seed)
   old, new = subset(digits, [0, 1, 2, 3, 4]), subset(digits, [5, 6, 7, 8, 9])
-  model = common.CNN(side=8, rngs=nnx.Rngs(args.seed))
+  model = nagd.problems.cnn(side=8, rngs=nnx.Rngs(args.seed))
   optimizer = nnx.Optimizer(
       model,
       make_optimizer(args.learning_rate, args.pretrain_steps,
@@ -121,14 +138,12 @@ def main(argv=None):
   )
   rng = np.random.default_rng(args.seed)
   run(model, optimizer, old, args.pretrain_steps, rng, args.batch_size, False)
-  pretrained = float(common.evaluate(model, old.x_test, old.y_test)[1])
+  pretrained = float(accuracy(model, old.x_test, old.y_test))
   traces = optax.tree.get_all_with_path(nnx.as_pure(optimizer.opt_state),
                                         "trace")
-  leftover = optax.tree.norm([trace for _, trace in traces])
-  (_, _), first_gradient = nnx.value_and_grad(
-      common.cross_entropy, has_aux=True)(model, new.x_train[:args.batch_size],
-                                          new.y_train[:args.batch_size])
-  gradient_norm = optax.tree.norm(nnx.state(first_gradient, nnx.Param))
+  leftover = jax.jit(optax.tree.norm)([trace for _, trace in traces])
+  first_gradient = gradient_norm(model, new.x_train[:args.batch_size],
+                                 new.y_train[:args.batch_size])
 
   eval_at = sorted({10, 25, 50, args.finetune_steps} - {0})
   eval_at = [s for s in eval_at if s <= args.finetune_steps]
@@ -138,23 +153,24 @@ def main(argv=None):
     accuracies = run(branch_model, branch_optimizer, new, args.finetune_steps,
                      np.random.default_rng(args.seed + 1), args.batch_size,
                      restart, eval_at)
-    old_accuracy = float(common.evaluate(branch_model, old.x_test,
-                                         old.y_test)[1])
+    old_accuracy = float(accuracy(branch_model, old.x_test, old.y_test))
     rows.append((
         "restart at the switch" if restart else "no restart",
         *(f"{accuracies[s]:.3f}" for s in eval_at),
         f"{old_accuracy:.3f}",
-        common.restarts(branch_optimizer),
+        restarts(branch_optimizer),
     ))
   print(f"pretrained on digits 0-4 ({args.pretrain_steps} steps): test"
         f" accuracy {pretrained:.3f}; fine-tuning on 5-9, backbone learning"
         f" rate x{args.backbone_factor:g}; at the switch |momentum| ="
-        f" {float(leftover):.3g}, |first gradient| = {float(gradient_norm):.3g}")
-  print(common.markdown_table(
-      ["fine-tuning", *(f"new digits, step {s}" for s in eval_at),
-       "old digits, end", "restarts (backbone + head)"],
-      rows,
-  ))
+        f" {float(leftover):.3g}, |first gradient| ="
+        f" {float(first_gradient):.3g}")
+  header = ["fine-tuning", *(f"new digits, step {s}" for s in eval_at),
+            "old digits, end", "restarts (backbone + head)"]
+  print("| " + " | ".join(header) + " |")
+  print("|" + "|".join("---" for _ in header) + "|")
+  for row in rows:
+    print("| " + " | ".join(str(cell) for cell in row) + " |")
   return rows
 
 

@@ -14,8 +14,6 @@ Run:  python examples/linen_train_state.py [--steps 400]
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
 import flax.linen as nn
 from flax.training import train_state
@@ -24,10 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+import nagd_optax as nagd
 
 
 class TrainState(train_state.TrainState):
@@ -74,7 +69,7 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
 
-  data = common.load_digits(args.seed)
+  data = nagd.problems.load_digits(args.seed)
   model = CNN()
   params = model.init(jax.random.PRNGKey(args.seed), data.x_train[:1])["params"]
   state = TrainState.create(
@@ -86,7 +81,9 @@ def main(argv=None):
   rng = np.random.default_rng(args.seed)
   step = 0
   while step < args.steps:
-    for index in common.batches(rng, len(data.x_train), args.batch_size):
+    order = rng.permutation(len(data.x_train))  # an epoch of full batches
+    for start in range(0, len(order) - args.batch_size + 1, args.batch_size):
+      index = order[start:start + args.batch_size]
       state, loss = train_step(state, data.x_train[index], data.y_train[index])
       step += 1
       if step == args.steps:

@@ -17,22 +17,51 @@ Run:  python examples/low_memory.py [--epochs 5] [--steps N]
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+import nagd_optax as nagd
 
 
 def tree_bytes(tree) -> int:
   return sum(x.nbytes for x in jax.tree.leaves(tree))
+
+
+def loss_fn(model, images, labels):
+  logits = model(images)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+@nnx.jit
+def train_step(model, optimizer, images, labels):
+  loss, grads = nnx.value_and_grad(loss_fn)(model, images, labels)
+  optimizer.update(model, grads, value=loss)
+  return loss
+
+
+@nnx.jit
+def accuracy(model, images, labels):
+  return jnp.mean(jnp.argmax(model(images), -1) == labels)
+
+
+def train(model, tx, data, steps, batch_size, seed) -> float:
+  """Trains ``model`` with ``tx``; returns the test accuracy."""
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  rng = np.random.default_rng(seed)
+  step = 0
+  while step < steps:
+    order = rng.permutation(len(data.x_train))  # an epoch of full batches
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+      index = order[start:start + batch_size]
+      train_step(model, optimizer, data.x_train[index], data.y_train[index])
+      step += 1
+      if step == steps:
+        break
+  return float(accuracy(model, data.x_test, data.y_test))
 
 
 def main(argv=None):
@@ -43,7 +72,7 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
 
-  data = common.load_mnist_5k(args.seed)
+  data = nagd.problems.load_mnist_5k(args.seed)
   steps = args.steps or args.epochs * (len(data.x_train) // args.batch_size)
   schedule = optax.cosine_decay_schedule(0.1, steps)
   contenders = {
@@ -55,19 +84,20 @@ def main(argv=None):
   }
   rows = []
   for name, tx in contenders.items():
-    model = common.CNN(side=28, rngs=nnx.Rngs(args.seed))
+    model = nagd.problems.cnn(side=28, rngs=nnx.Rngs(args.seed))
     params = nnx.state(model, nnx.Param)
     state_bytes = tree_bytes(tx.init(params))
-    history = common.fit(name, model, tx, data, steps=steps,
-                         batch_size=args.batch_size, eval_every=steps,
-                         seed=args.seed)
+    test_accuracy = train(model, tx, data, steps, args.batch_size, args.seed)
     rows.append((name, f"{state_bytes / 2**20:.2f}",
                  f"{state_bytes / tree_bytes(params):.2f}",
-                 f"{history.test_accuracy[-1]:.4f}"))
+                 f"{test_accuracy:.4f}"))
   print(f"MNIST CNN ({tree_bytes(params) / 2**20:.2f} MiB of float32"
         f" parameters), {steps} steps:")
-  print(common.markdown_table(
-      ["optimizer", "state MiB", "state / params", "test accuracy"], rows))
+  header = ["optimizer", "state MiB", "state / params", "test accuracy"]
+  print("| " + " | ".join(header) + " |")
+  print("|" + "|".join("---" for _ in header) + "|")
+  for row in rows:
+    print("| " + " | ".join(row) + " |")
   return rows
 
 

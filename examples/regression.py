@@ -14,18 +14,13 @@ Run:  python examples/regression.py [--steps 2000]
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
 from flax import nnx
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-import nagd_optax as nagd  # pylint: disable=g-import-not-at-top,wrong-import-position
+import nagd_optax as nagd
 
 
 class MLP(nnx.Module):
@@ -58,7 +53,9 @@ def train(tx, data, steps, batch_size, seed):
   rng = np.random.default_rng(seed)
   step, lowered = 0, 0
   while step < steps:
-    for index in common.batches(rng, len(data.x_train), batch_size):
+    order = rng.permutation(len(data.x_train))  # an epoch of full batches
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+      index = order[start:start + batch_size]
       train_step(model, optimizer, data.x_train[index], data.y_train[index])
       state = nnx.as_pure(optimizer.opt_state)
       lowered += int(bool(optax.tree.get(state, "lowered", False)))
@@ -67,12 +64,13 @@ def train(tx, data, steps, batch_size, seed):
         break
   test_mse = float(mse(model, data.x_test, data.y_test))
   scale = optax.tree.get(state, "scale")
+  restarts = optax.tree.get(state, "restarts")  # None without restart
   return {
       "test MSE": test_mse,
       "test R^2": 1.0 - test_mse / float(np.var(data.y_test)),
       "times lowered": lowered,
       "final scale": 1.0 if scale is None else float(scale),
-      "restarts": common.restarts(optimizer),
+      "restarts": None if restarts is None else int(restarts),
   }
 
 
@@ -85,7 +83,7 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
 
-  data = common.load_diabetes(args.seed)
+  data = nagd.problems.load_diabetes(args.seed)
   constant = nagd.nagd(args.learning_rate, 0.9,
                        weight_decay=args.weight_decay)
   on_plateau = nagd.scale_on_plateau(
@@ -123,7 +121,11 @@ def main(argv=None):
   print(f"diabetes MLP, {len(data.x_train)} train / {len(data.x_test)} test,"
         f" {args.steps} steps of batch {args.batch_size} (standardised"
         " target: MSE 1 = predicting the mean)")
-  print(common.markdown_table(["optimizer", *header], rows))
+  header = ["optimizer", *header]
+  print("| " + " | ".join(header) + " |")
+  print("|" + "|".join("---" for _ in header) + "|")
+  for row in rows:
+    print("| " + " | ".join(str(cell) for cell in row) + " |")
   return results
 
 

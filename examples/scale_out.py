@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import sys
 import tempfile
 
 if "xla_force_host_platform_device_count" not in os.environ.get(
@@ -50,12 +49,10 @@ if "xla_force_host_platform_device_count" not in os.environ.get(
 from flax import nnx
 import jax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import common
 
 import nagd_optax as nagd
 
@@ -64,8 +61,9 @@ def make_train_step(graphdef, optimizer):
   """A pure step (params, state, batch) -> (params, state, loss) for jit."""
 
   def loss_fn(params, images, labels):
-    model = nnx.merge(graphdef, params)
-    return common.cross_entropy(model, images, labels)[0]
+    logits = nnx.merge(graphdef, params)(images)
+    return optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                           labels).mean()
 
   def step(params, opt_state, images, labels):
     loss, grads = jax.value_and_grad(loss_fn)(params, images, labels)
@@ -117,10 +115,10 @@ def main(argv=None):
                        axis_types=(AxisType.Auto,))
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
-  data = common.load_digits(args.seed)
+  data = nagd.problems.load_digits(args.seed)
 
-  graphdef, params = nnx.split(common.CNN(side=8, rngs=nnx.Rngs(args.seed)),
-                               nnx.Param)
+  graphdef, params = nnx.split(
+      nagd.problems.cnn(side=8, rngs=nnx.Rngs(args.seed)), nnx.Param)
   params = jax.device_put(params, replicated)
   optimizer = nagd.nagd(
       optax.cosine_decay_schedule(0.1, args.steps), 0.9, restart="loss",
@@ -162,8 +160,12 @@ def main(argv=None):
           jax.tree.leaves((resumed_params, resumed_opt_state)),
       )
   )
-  model = nnx.merge(graphdef, final_params)
-  accuracy = float(common.evaluate(model, data.x_test, data.y_test)[1])
+  @jax.jit
+  def test_accuracy(params):
+    logits = nnx.merge(graphdef, params)(data.x_test)
+    return jnp.mean(jnp.argmax(logits, -1) == data.y_test)
+
+  accuracy = float(test_accuracy(final_params))
   leaf = jax.tree.leaves(final_params)[0]
   print(f"{jax.device_count()} devices, mesh {dict(mesh.shape)}; global batch"
         f" {args.batch_size} sharded as {batch_sharding.spec}, parameters"

@@ -3,10 +3,13 @@
 Composable :class:`optax.GradientTransformation` s: an exact Nesterov momentum
 trace (constant momentum or schedules), adaptive restart of any
 transformation's state, loss-driven learning-rate control, warmup/decay and
-momentum schedules, and the one-call optimizer :func:`nagd`.
+momentum schedules, and the one-call optimizer :func:`nagd`. The reference
+problems the library is tested and benchmarked on are in
+:mod:`nagd_optax.problems`.
 """
 
 from nagd_optax import criteria
+from nagd_optax import problems
 from nagd_optax import schedules
 from nagd_optax._alias import nagd
 from nagd_optax._plateau import scale_on_plateau
@@ -25,6 +28,7 @@ __all__ = [
     "criteria",
     "nagd",
     "nesterov_trace",
+    "problems",
     "restart",
     "scale_on_plateau",
     "schedules",

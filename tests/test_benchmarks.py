@@ -21,7 +21,8 @@ def test_convergence_problems_and_counts():
   diagonal = convergence.quadratic(1e2)
   rotated = convergence.quadratic(1e2, rotated=True)
   gd = nagd.nagd(1.0, 0.0)
-  # DESIGN.md's GD figure, and first-order methods are rotation invariant.
+  # The reference GD figure (GD's closed form gives it too, see
+  # test_quadratic_table.py); first-order methods are rotation invariant.
   assert convergence.iterations(gd, diagonal, 10**4) == 784
   assert convergence.iterations(gd, rotated, 10**4) == 784
   counts, curves = convergence.run_problem(diagonal, 10**4)

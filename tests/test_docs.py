@@ -32,7 +32,7 @@ def test_every_public_name_is_documented_with_an_example():
   import nagd_optax  # pylint: disable=g-import-not-at-top
 
   api = (ROOT / "docs" / "api.md").read_text()
-  subpackages = ("schedules", "criteria")
+  subpackages = ("schedules", "criteria", "problems")
   names = [f"nagd_optax.{n}" for n in nagd_optax.__all__
            if n not in subpackages]
   for subpackage in subpackages:

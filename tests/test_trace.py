@@ -11,20 +11,28 @@ import optax
 import pytest
 
 import nagd_optax as nagd
-from tests import problems
 from tests import reference_methods
 
 STEPS = 60
 
 
-def _trajectory(optimizer, loss, x0, steps=STEPS, jit=True):
-  """Runs optimizer on loss from x0; returns the iterates (steps + 1, d)."""
+def _logistic(seed=0):
+  """(JAX value_and_grad, NumPy gradient, x0) of a small logistic regression."""
+  problem = nagd.problems.synthetic_logistic(seed)
+  return problem.value_and_grad, problem.grad, problem.x0
+
+
+def _trajectory(optimizer, value_and_grad, x0, steps=STEPS, jit=True):
+  """Runs optimizer from x0; returns the iterates (steps + 1, d).
+
+  A loop of its own (not nagd.problems.trajectory): it also runs unjitted.
+  """
   optimizer = optax.with_extra_args_support(optimizer)
   params = jnp.asarray(x0)
   state = optimizer.init(params)
 
   def step(params, state):
-    value, grads = jax.value_and_grad(loss)(params)
+    value, grads = value_and_grad(params)
     updates, state = optimizer.update(grads, state, params, value=value)
     return optax.apply_updates(params, updates), state
 
@@ -46,10 +54,12 @@ def _trajectory(optimizer, loss, x0, steps=STEPS, jit=True):
     ids=["constant_lr", "cosine_lr"],
 )
 def test_constant_momentum_is_optax_sgd_nesterov(learning_rate, momentum, jit):
-  loss, _, x0 = problems.logistic_regression()
-  ours = _trajectory(nagd.nagd(learning_rate, momentum), loss, x0, jit=jit)
+  value_and_grad, _, x0 = _logistic()
+  ours = _trajectory(nagd.nagd(learning_rate, momentum), value_and_grad, x0,
+                     jit=jit)
   reference = _trajectory(
-      optax.sgd(learning_rate, momentum, nesterov=True), loss, x0, jit=jit
+      optax.sgd(learning_rate, momentum, nesterov=True), value_and_grad, x0,
+      jit=jit,
   )
   assert ours.dtype == np.float64
   np.testing.assert_array_equal(ours, reference)  # bit for bit
@@ -72,14 +82,14 @@ def _two_sequence_method(grad, x0, learning_rate, beta, steps=STEPS):
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("jit", [True, False], ids=["jit", "nojit"])
 def test_nesterov_schedule_is_the_two_sequence_method(jit):
-  loss, grad, x0 = problems.logistic_regression()
+  value_and_grad, grad, x0 = _logistic()
   learning_rate = 0.9
   reference = _two_sequence_method(
       grad, x0, learning_rate, beta=lambda j: (j - 1) / (j + 2)
   )
   ours = _trajectory(
       nagd.nagd(learning_rate, nagd.schedules.nesterov_momentum()),
-      loss,
+      value_and_grad,
       x0,
       jit=jit,
   )
@@ -89,7 +99,7 @@ def test_nesterov_schedule_is_the_two_sequence_method(jit):
 @pytest.mark.usefixtures("x64")
 def test_any_schedule_is_the_two_sequence_method():
   """An oscillating schedule exposes any off-by-one in the index shift."""
-  loss, grad, x0 = problems.logistic_regression(seed=1)
+  value_and_grad, grad, x0 = _logistic(seed=1)
 
   def momentum(count):
     return 0.5 + 0.4 * jnp.cos(jnp.asarray(count, jnp.float64))
@@ -98,7 +108,7 @@ def test_any_schedule_is_the_two_sequence_method():
   reference = _two_sequence_method(
       grad, x0, 0.5, beta=lambda j: 0.5 + 0.4 * np.cos(j - 1.0)
   )
-  ours = _trajectory(nagd.nagd(0.5, momentum), loss, x0)
+  ours = _trajectory(nagd.nagd(0.5, momentum), value_and_grad, x0)
   chex.assert_trees_all_close(ours, reference, rtol=1e-10, atol=1e-14)
 
 
@@ -107,7 +117,7 @@ def test_optax_sgd_with_injected_momentum_schedule_is_off_by_one():
   """Why the trace exists: Optax's trace uses one momentum value per step for
   both the decay and the extrapolation, so a schedule drifts from the method.
   """
-  loss, grad, x0 = problems.logistic_regression()
+  value_and_grad, grad, x0 = _logistic()
   reference = _two_sequence_method(
       grad, x0, 0.9, beta=lambda j: (j - 1) / (j + 2)
   )
@@ -116,18 +126,21 @@ def test_optax_sgd_with_injected_momentum_schedule_is_off_by_one():
       momentum=nagd.schedules.nesterov_momentum(),
       nesterov=True,
   )
-  drifted = _trajectory(optax_nesterov, loss, x0)
+  drifted = _trajectory(optax_nesterov, value_and_grad, x0)
   assert np.max(np.abs(drifted - reference)) > 1e-3
 
 
 def test_constant_schedule_equals_constant_momentum():
-  loss, _, x0 = problems.logistic_regression()
+  value_and_grad, _, x0 = _logistic()
   x0 = x0.astype(np.float32)
-  as_float = _trajectory(nagd.nesterov_trace(0.8), loss, x0, steps=10)
+  as_float = _trajectory(nagd.nesterov_trace(0.8), value_and_grad, x0,
+                         steps=10)
   as_schedule = _trajectory(
-      nagd.nesterov_trace(optax.constant_schedule(0.8)), loss, x0, steps=10
+      nagd.nesterov_trace(optax.constant_schedule(0.8)), value_and_grad, x0,
+      steps=10,
   )
-  reference = _trajectory(optax.trace(0.8, nesterov=True), loss, x0, steps=10)
+  reference = _trajectory(optax.trace(0.8, nesterov=True), value_and_grad, x0,
+                          steps=10)
   chex.assert_trees_all_close(as_float, reference, rtol=1e-6)
   chex.assert_trees_all_close(as_schedule, reference, rtol=1e-6)
 
@@ -208,7 +221,8 @@ def test_fista_momentum_reproduces_jaxopt_fista(name):
   steps = int(FISTA_FIXTURE["steps"])
   optimizer = nagd.nagd(float(data["stepsize"]),
                         nagd.schedules.fista_momentum())
-  ours = _trajectory(optimizer, loss, data["x0"], steps=steps)
+  ours = _trajectory(optimizer, jax.value_and_grad(loss), data["x0"],
+                     steps=steps)
   assert ours.dtype == np.float64
   assert _relative_distance(ours, data["y"]).max() < 1e-10
   # jaxopt's params are the gradient steps x_{k+1} = y_k - grad f(y_k) / L.
@@ -236,7 +250,7 @@ def test_nesterov_momentum_is_not_fista_but_the_two_sequence_method(name):
   steps = 200
   ours = _trajectory(
       nagd.nagd(float(data["stepsize"]), nagd.schedules.nesterov_momentum()),
-      loss, data["x0"], steps=steps,
+      jax.value_and_grad(loss), data["x0"], steps=steps,
   )
   # Both approach the same minimiser; on the way they are ~1e-2 apart.
   assert _relative_distance(ours, data["y"][: steps + 1]).max() > 1e-2

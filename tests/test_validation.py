@@ -186,7 +186,7 @@ def test_arguments_without_effect_or_meaning_raise(kwargs, name):
 
 
 def _public_functions():
-  for module in (nagd, nagd.schedules, nagd.criteria):
+  for module in (nagd, nagd.schedules, nagd.criteria, nagd.problems):
     for name in module.__all__:
       value = getattr(module, name)
       if inspect.isfunction(value):
