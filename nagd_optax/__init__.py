@@ -12,6 +12,10 @@ from nagd_optax import criteria
 from nagd_optax import problems
 from nagd_optax import schedules
 from nagd_optax._alias import nagd
+from nagd_optax._auto_step import auto_step
+from nagd_optax._auto_step import AutoStep
+from nagd_optax._auto_step import AutoStepState
+from nagd_optax._auto_step import scale_by_auto_step
 from nagd_optax._plateau import scale_on_plateau
 from nagd_optax._plateau import ScaleOnPlateauState
 from nagd_optax._restart import restart
@@ -22,14 +26,18 @@ from nagd_optax._trace import NesterovTraceState
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoStep",
+    "AutoStepState",
     "NesterovTraceState",
     "RestartState",
     "ScaleOnPlateauState",
     "criteria",
+    "auto_step",
     "nagd",
     "nesterov_trace",
     "problems",
     "restart",
+    "scale_by_auto_step",
     "scale_on_plateau",
     "schedules",
 ]

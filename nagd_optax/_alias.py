@@ -4,6 +4,7 @@ from typing import Any
 
 import optax
 
+from nagd_optax import _auto_step
 from nagd_optax import _restart
 from nagd_optax import _trace
 from nagd_optax import _validation
@@ -11,6 +12,9 @@ from nagd_optax import criteria
 from nagd_optax.criteria import _shorthands
 
 
+# learning_rate also takes "auto" or an AutoStep (see the docstring); its
+# annotation stays optax.ScalarOrSchedule, the alias by which Optax's own
+# checks recognise an optimizer that accepts a learning-rate schedule.
 def nagd(
     learning_rate: optax.ScalarOrSchedule,
     momentum: optax.ScalarOrSchedule = 0.9,
@@ -48,7 +52,10 @@ def nagd(
   the variants described in :mod:`nagd_optax.criteria`.
 
   Args:
-    learning_rate: a number >= 0 or a schedule (step count -> learning rate).
+    learning_rate: a number >= 0 or a schedule (step count -> learning
+      rate); or ``"auto"`` for a step the optimizer sets itself (see
+      :func:`nagd_optax.scale_by_auto_step`), or :func:`nagd_optax.auto_step`
+      settings to change how.
     momentum: a number in ``[0, 1)`` or a momentum schedule. With
       ``optax.inject_hyperparams``, pass a momentum schedule as a static
       argument (``static_args=("momentum",)``): injected, it would be
@@ -109,12 +116,16 @@ def nagd(
     and momentum in deep learning
     <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013.
   """
-  _validation.check_at_least(
-      learning_rate, "learning_rate", 0.0, schedule_ok=True
+  automatic = isinstance(learning_rate, _auto_step.AutoStep) or (
+      isinstance(learning_rate, str) and learning_rate == "auto"
   )
+  if not automatic:
+    _validation.check_at_least(
+        learning_rate, "learning_rate", 0.0, schedule_ok=True
+    )
   if weight_decay is not None:
     _validation.check_at_least(weight_decay, "weight_decay", 0.0)
-  if restart is None:
+  if restart is None and not automatic:
     unused = [
         name for name, given in (
             ("loss_smoothing", loss_smoothing is not None),
@@ -142,18 +153,28 @@ def nagd(
   momentum_trace = _trace.nesterov_trace(
       momentum, accumulator_dtype=accumulator_dtype
   )
-  if restart is not None:
-    # Only the momentum restarts; the learning-rate schedule runs on.
+  if restart is not None or automatic:
+    # Only the momentum restarts; the learning rate (or the automatic step,
+    # whose guards restart the momentum on demand) runs on.
     momentum_trace = _restart.restart(
         momentum_trace,
         _shorthands.resolve(
-            restart,
+            "on_demand" if restart is None else restart,
             loss_smoothing=loss_smoothing,
             min_interval=min_interval,
             argument="restart",
         ),
         axis_name=axis_name,
     )
+  if automatic:
+    settings = (
+        _auto_step.auto_step() if isinstance(learning_rate, str)
+        else learning_rate
+    )
+    transforms.append(_auto_step.scale_by_auto_step(
+        momentum_trace, axis_name=axis_name, **settings._asdict()
+    ))
+    return optax.chain(*transforms)
   transforms.append(momentum_trace)
   transforms.append(optax.scale_by_learning_rate(learning_rate))
   optimizer = optax.chain(*transforms)
