@@ -105,7 +105,10 @@ def nesterov_trace(
       ``jnp.bfloat16`` halves the optimizer memory of float32 parameters).
       ``None`` stores it in the parameters' dtype. Must be a float dtype.
       Arithmetic happens in the wider of the gradients' and the buffer's
-      dtypes; the updates come out in the gradients' dtype.
+      dtypes; the updates come out in the gradients' dtype. The buffer is
+      rounded to its dtype before the extrapolation reads it, so
+      :math:`u_k = g_k + \mu_k\,\mathrm{round}(m_k)`: that lets XLA update
+      the buffer in place without a copy per leaf.
 
   Returns:
     A :class:`optax.GradientTransformation` with state
@@ -177,23 +180,26 @@ def nesterov_trace(
       decay = extrapolation = momentum
     # A None gradient (a parameter without one this step) keeps its buffer,
     # so the state's structure never changes.
+    # Arithmetic runs in the wider of the two dtypes; the buffer is stored in
+    # its own dtype, so no dtype changes between steps.
     new_trace = jax.tree.map(
-        lambda g, m: m if g is None else _plus_momentum(g, m, decay),
+        lambda g, m: m if g is None else _plus_momentum(g, m, decay).astype(
+            m.dtype),
         updates,
         state.trace,
         is_leaf=_is_none,
     )
+    # The extrapolation reads the buffer as stored: with a bf16 buffer it is
+    # the rounded momentum, which lets XLA overwrite the old buffer in place
+    # (reading the unrounded value made it copy every leaf each step).
     new_updates = jax.tree.map(
         lambda g, m: None if g is None else _plus_momentum(g, m, extrapolation),
         updates,
         new_trace,
         is_leaf=_is_none,
     )
-    # Arithmetic runs in the wider of the two dtypes; what leaves has the
-    # dtypes it came in with, so no dtype changes between steps.
     return optax.tree.cast_like(new_updates, updates), NesterovTraceState(
-        count=optax.safe_increment(state.count),
-        trace=optax.tree.cast_like(new_trace, state.trace),
+        count=optax.safe_increment(state.count), trace=new_trace
     )
 
   return optax.GradientTransformation(init_fn, update_fn)

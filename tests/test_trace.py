@@ -259,3 +259,27 @@ def test_nesterov_momentum_is_not_fista_but_the_two_sequence_method(name):
       beta=reference_methods.nesterov_beta, max_iterations=steps,
   )
   assert _relative_distance(ours, reference).max() < 1e-10
+
+
+def test_bf16_buffer_is_rounded_before_the_extrapolation_reads_it():
+  """A NumPy loop with the buffer rounded to bfloat16 (ml_dtypes) after each
+  update, and the update read from the rounded buffer, computed in float32."""
+  from ml_dtypes import bfloat16  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  grads = rng.standard_normal((30, 7)).astype(np.float32)
+  momentum = np.float32(0.9)
+  buffer = np.zeros(7, bfloat16)
+  expected = []
+  for g in grads:
+    buffer = (g + momentum * buffer.astype(np.float32)).astype(bfloat16)
+    expected.append(g + momentum * buffer.astype(np.float32))
+  trace = nagd.nesterov_trace(0.9, accumulator_dtype=jnp.bfloat16)
+  state = trace.init(jnp.zeros(7, jnp.float32))
+  ours = []
+  for g in grads:
+    updates, state = trace.update(jnp.asarray(g), state)
+    ours.append(updates)
+  np.testing.assert_allclose(np.stack(ours), np.stack(expected), rtol=1e-6,
+                             atol=1e-7)
+  assert state.trace.dtype == jnp.bfloat16
