@@ -165,11 +165,15 @@ def test_multi_steps_averages_gradients(optimizer):
   every_k = 3
   params = _params()
   accumulated = optax.MultiSteps(optimizer, every_k_schedule=every_k)
+  # MultiSteps branches with lax.cond, which outside jit compiles the inner
+  # optimizer anew at every call; jitted, each update compiles once.
+  accumulated_update = jax.jit(accumulated.update)
+  plain_update = jax.jit(optimizer.update)
   state = accumulated.init(params)
   plain_state = optimizer.init(params)
   expected = params
   for k in range(2 * every_k):
-    updates, state = accumulated.update(
+    updates, state = accumulated_update(
         _grads(params, k), state, params, value=_value(k)
     )
     params = optax.apply_updates(params, updates)
@@ -180,7 +184,7 @@ def test_multi_steps_averages_gradients(optimizer):
       )
       # MultiSteps hands the inner optimizer the extra arguments of the
       # step that completes the accumulation.
-      updates, plain_state = optimizer.update(
+      updates, plain_state = plain_update(
           mean, plain_state, expected, value=_value(k)
       )
       expected = optax.apply_updates(expected, updates)
@@ -248,11 +252,15 @@ def test_empty_parameter_tree(optimizer):
 
 def test_apply_if_finite_skips_non_finite_gradients(optimizer):
   guarded = optax.apply_if_finite(optimizer, max_consecutive_errors=3)
+  # apply_if_finite branches with lax.cond, which outside jit compiles the
+  # inner optimizer anew at every call; jitted, both calls share one.
+  update = jax.jit(guarded.update)
   params = _params()
   state = guarded.init(params)
-  params, state, _ = _step(guarded, params, state, 0)
+  updates, state = update(_grads(params, 0), state, params, value=_value(0))
+  params = optax.apply_updates(params, updates)
   bad = jax.tree.map(lambda p: jnp.full_like(p, jnp.nan), params)
-  updates, bad_state = guarded.update(bad, state, params, value=1.0)
+  updates, bad_state = update(bad, state, params, value=_value(1))
   assert all(jnp.all(u == 0) for u in jax.tree.leaves(updates))
   chex.assert_trees_all_equal(bad_state.inner_state, state.inner_state)
   assert int(bad_state.notfinite_count) == 1
