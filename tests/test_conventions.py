@@ -63,7 +63,17 @@ OPTIMIZERS = {
 }
 
 
-@pytest.fixture(params=sorted(OPTIMIZERS))
+# Each check compiles its optimizer anew. The quick run (-m "not slow") checks
+# three (the trace, nagd, schedules, weight decay, restart by the loss and by
+# the momentum, the loss statistics); the full run checks every optimizer.
+QUICK = ("nagd_schedules_weight_decay", "restart_loss_smoothed",
+         "restart_gradient")
+
+
+@pytest.fixture(params=[
+    pytest.param(name, marks=() if name in QUICK else pytest.mark.slow)
+    for name in sorted(OPTIMIZERS)
+])
 def optimizer(request):
   return optax.with_extra_args_support(OPTIMIZERS[request.param]())
 
