@@ -182,6 +182,7 @@ def test_rosenbrock_without_restart():
                                            rel=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "optimizer",
     [
