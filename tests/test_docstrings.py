@@ -14,9 +14,11 @@ MODULES = sorted(
         nagd_optax.__path__, prefix=nagd_optax.__name__ + "."
     )
 )
-# Seconds each: they load every bundled data set and compile the CNN, which
-# tests/test_problems.py also checks, more quickly.
-SLOW = {"nagd_optax.problems._data", "nagd_optax.problems._cnn"}
+# Seconds each: they load every bundled data set, compile the CNN, or run
+# two restart schemes for 150 steps op by op; tests/test_problems.py and
+# tests/test_restart.py check the same, more quickly.
+SLOW = {"nagd_optax.problems._data", "nagd_optax.problems._cnn",
+        "nagd_optax._restart"}
 
 
 @pytest.mark.parametrize("name", [

@@ -267,6 +267,7 @@ def _lowerings(scales):
   return int(np.sum(scales[:, 1:] < scales[:, :-1]) + np.sum(scales[:, 0] < 1))
 
 
+@pytest.mark.slow  # 32 noisy runs of 2000 steps under each rule
 @pytest.mark.parametrize(
     "trend, window, patience, noise_over_drop",
     [
