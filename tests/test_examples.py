@@ -69,6 +69,7 @@ def test_example_needs_only_installed_packages(name):
           f"{name} imports {top} from this repository ({place})")
 
 
+@pytest.mark.slow
 def test_digits_demo(tmp_path):
   histories = fork("digits", tmp_path / "fork").main(
       ["--steps", "40", "--eval-every", "20", "--output-dir",
@@ -85,18 +86,21 @@ def test_digits_demo(tmp_path):
   assert all(h.test_accuracy[-1] > 0.5 for h in histories)
 
 
+@pytest.mark.slow
 def test_mnist(tmp_path):
   result = fork("mnist", tmp_path).main(["--steps", "30"])
   assert result["test accuracy"][-1] > 0.3  # 10 classes: chance is 0.1
   assert result["restarts"] >= 0
 
 
+@pytest.mark.slow
 def test_low_memory(tmp_path):
   rows = fork("low_memory", tmp_path).main(["--steps", "10"])
   ratios = [float(row[2]) for row in rows]
   assert ratios == [1.0, 0.5, 2.0]  # one buffer, half of one, Adam's two
 
 
+@pytest.mark.slow
 def test_finetune(tmp_path):
   rows = fork("finetune", tmp_path).main(
       ["--steps", "15"]  # the smoke-run override: 15 steps of each
@@ -104,6 +108,7 @@ def test_finetune(tmp_path):
   assert rows[0][-1] == 2 and rows[1][-1] == 0  # backbone + head restarted
 
 
+@pytest.mark.slow
 def test_regression(tmp_path):
   from sklearn.linear_model import LinearRegression  # pylint: disable=g-import-not-at-top
 
@@ -119,6 +124,7 @@ def test_regression(tmp_path):
   assert plateau["restarts"] == plateau["times lowered"]
 
 
+@pytest.mark.slow
 def test_convex_reproduces_the_reference_iteration_counts(tmp_path):
   results = fork("convex", tmp_path / "fork").main([
       "--regularization", "1e-3", "--kappa", "100", "--steps", "2300",
@@ -137,6 +143,7 @@ def test_convex_reproduces_the_reference_iteration_counts(tmp_path):
   assert (tmp_path / "results" / "convex.png").exists()
 
 
+@pytest.mark.slow
 def test_linen_train_state(tmp_path):
   accuracy, restarts = fork("linen_train_state", tmp_path).main(
       ["--steps", "40"])
@@ -144,6 +151,7 @@ def test_linen_train_state(tmp_path):
   assert restarts == 0  # the smoothed loss settles after 50 losses
 
 
+@pytest.mark.slow
 def test_scale_out_resumes_bit_for_bit(tmp_path):
   """Run as a script from its lone copy, in a fresh process (8 simulated
   devices need XLA_FLAGS before JAX starts) that sees this nagd_optax and
