@@ -302,6 +302,10 @@ def restart(
           f" {momentum_buffer!r}."
       )
     find_buffers = lambda inner_state: [momentum_buffer(inner_state)]
+  # The criteria see the inner update recomputed where the inner
+  # transformation says how (nesterov_trace): the same values, in a form a
+  # reduction over them fuses without a parameter-sized copy of the update.
+  updates_again = getattr(inner, "updates_again", None)
   inner = optax.with_extra_args_support(inner)
 
   def momentum_of(inner_state, params):
@@ -345,6 +349,7 @@ def restart(
         inner.init(_init_template(params, updates)), state.inner_state
     )
     inner_state = _select(reset, fresh, state.inner_state)
+    state_before = inner_state
     new_updates, inner_state = inner.update(
         updates, inner_state, params, **extra_args
     )
@@ -359,7 +364,10 @@ def restart(
           criterion_state,
           info._replace(
               steps=steps,
-              updates=new_updates,
+              updates=(
+                  new_updates if updates_again is None
+                  else updates_again(updates, state_before, inner_state)
+              ),
               momentum=(
                   momentum_of(inner_state, _init_template(params, updates))
                   if criterion.reads_momentum else None

@@ -63,6 +63,35 @@ def _plus_momentum(gradient, buffer, momentum):
   return gradient + momentum * buffer
 
 
+def _plus_momentum_unshared(gradient, buffer, momentum):
+  """``_plus_momentum`` written as ``gradient - (-momentum) * buffer``.
+
+  The same value bit for bit (negation is exact, and subtracting a negated
+  number is adding it), but an expression XLA does not merge with the
+  update's: a reduction over it then reads the gradient and the buffer
+  directly instead of a materialised copy of the update.
+  """
+  momentum = jnp.asarray(momentum, dtype=jnp.result_type(gradient, buffer))
+  return gradient - (-momentum) * buffer
+
+
+class _NesterovTrace(optax.GradientTransformation):
+  """The transformation :func:`nesterov_trace` returns.
+
+  A plain ``optax.GradientTransformation`` that also carries
+  ``updates_again(gradients, state, new_state)``: the updates of the step
+  from ``state`` to ``new_state``, recomputed from the gradients and the new
+  buffer. :func:`nagd_optax.restart` hands these to its criteria, so that a
+  norm of the update (the speed criterion) adds no parameter-sized
+  temporary.
+  """
+
+
+def _extrapolation_momentum(momentum, count):
+  """mu_k, the momentum that extrapolates at step ``count``."""
+  return momentum(count) if callable(momentum) else momentum
+
+
 def nesterov_trace(
     momentum: optax.ScalarOrSchedule = 0.9,
     *,
@@ -175,9 +204,9 @@ def nesterov_trace(
       # Step k extrapolates with mu_k, which step k + 1 then uses to decay the
       # buffer; at k = 0 the buffer is zero, so any decay would do.
       decay = momentum(jnp.maximum(state.count - 1, 0))
-      extrapolation = momentum(state.count)
     else:
-      decay = extrapolation = momentum
+      decay = momentum
+    extrapolation = _extrapolation_momentum(momentum, state.count)
     # A None gradient (a parameter without one this step) keeps its buffer,
     # so the state's structure never changes.
     # Arithmetic runs in the wider of the two dtypes; the buffer is stored in
@@ -202,4 +231,16 @@ def nesterov_trace(
         count=optax.safe_increment(state.count), trace=new_trace
     )
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  def updates_again(updates, state, new_state):
+    extrapolation = _extrapolation_momentum(momentum, state.count)
+    return jax.tree.map(
+        lambda g, m: None if g is None else _plus_momentum_unshared(
+            g, m, extrapolation).astype(g.dtype),
+        updates,
+        new_state.trace,
+        is_leaf=_is_none,
+    )
+
+  transformation = _NesterovTrace(init_fn, update_fn)
+  transformation.updates_again = updates_again
+  return transformation

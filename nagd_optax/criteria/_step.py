@@ -137,6 +137,12 @@ def speed(
     paper's :math:`\|x_{k+1} - x_k\| < \|x_k - x_{k-1}\|` on the
     gradient-step sequence.
 
+  With :func:`nagd_optax.nesterov_trace` as the inner transformation, the
+  norm of :math:`u_k = g_k + \mu_k m_k` is taken on the update recomputed
+  from :math:`g_k` and :math:`m_k` (the same numbers, bit for bit), which
+  XLA reduces without materialising :math:`u_k`: no parameter-sized
+  temporary.
+
   Args:
     min_interval: Su, Boyd & Candès' :math:`k_{\min}`: updates after a
       restart during which the test does not fire (10 by default).
