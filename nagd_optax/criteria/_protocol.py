@@ -1,6 +1,7 @@
 """What a restart criterion is: a small protocol, and the reductions it uses."""
 
 from collections.abc import Callable
+import collections
 from typing import Any, NamedTuple
 
 import jax
@@ -134,6 +135,10 @@ def no_state(params: optax.Params) -> optax.EmptyState:
   return optax.EmptyState()
 
 
+# Leaves of at most this many elements share one reduction.
+_SMALL_LEAF_SIZE = 4096
+
+
 def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
   # Reductions over bf16/f16 leaves accumulate in float32 (free inside the
   # reduction); float64 stays float64.
@@ -186,18 +191,30 @@ def tree_inner_product(
     14.0
   """
   varying, invariant = [], []
+  # Small leaves (biases, norm scales) are concatenated and reduced at once:
+  # one reduction per leaf costs compile time (about 3 ms each on CPU), and
+  # copying a few thousand numbers costs next to nothing.
+  small = collections.defaultdict(list)
 
   def leaf_product(x, y):
     if x is None or isinstance(y, optax.MaskedNode):
       return
     dtype = _accumulation_dtype(x)
-    product = jnp.sum(jnp.real(jnp.conj(x.astype(dtype)) * y.astype(dtype)))
-    if axis_name is not None and axis_name in _varying_axes(product):
-      varying.append(product)
-    else:
-      invariant.append(product)
+    x, y = x.astype(dtype), y.astype(dtype)
+    sharded = axis_name is not None and axis_name in (
+        _varying_axes(x) | _varying_axes(y))
+    if x.size <= _SMALL_LEAF_SIZE:
+      small[sharded, dtype].append((jnp.ravel(x), jnp.ravel(y)))
+      return
+    product = jnp.sum(jnp.real(jnp.conj(x) * y))
+    (varying if sharded else invariant).append(product)
 
   jax.tree.map(leaf_product, a, b, is_leaf=lambda x: x is None)
+  for (sharded, _), pairs in small.items():
+    xs, ys = zip(*pairs)
+    x, y = (jnp.concatenate(v) if len(v) > 1 else v[0] for v in (xs, ys))
+    (varying if sharded else invariant).append(
+        jnp.sum(jnp.real(jnp.conj(x) * y)))
   zero = jnp.zeros([], jnp.float32)
   if axis_name is None:
     return sum(invariant, zero)
