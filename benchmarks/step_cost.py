@@ -1,41 +1,64 @@
 """Per-step cost of nagd against optax.sgd(nesterov=True), in one process.
 
-For each parameter tree, every optimizer's jitted step (update + apply, with
-fixed gradients, buffers donated) is timed in interleaved rounds; the table
-reports median milliseconds per step and the ratio of medians to Optax.
-Also reports compile time and optimizer-state bytes against Adam's.
+For each parameter tree, every variant's jitted step (update + apply, fixed
+gradients, buffers donated) is timed in interleaved rounds. Reported per
+variant: the median over rounds of its time over Optax's in the same round;
+the floor's time over its time (the fraction of the one-pass bandwidth floor
+it reaches); compile time against Optax's; state bytes. The floor is one
+jitted kernel over the tree's parameters as one flat array that reads p, g,
+m and writes p, m (donated): no optimizer moves fewer bytes. PyTorch's
+``SGD(nesterov=True)`` with ``foreach=True`` and ``fused=True`` runs on the
+same trees when torch is installed. Last, the optimizer's share of a real
+training step: the digits CNN of ``nagd_optax.problems``.
 
-Run:  python -m benchmarks.step_cost [--quick]
-Writes benchmarks/results/step_cost.md and step_cost.png.
+Run:  python -m benchmarks.step_cost [--quick] [--write-results]
+Writes runs/step_cost.md and .png; with --write-results,
+benchmarks/results/step_cost.md and step_cost.png (the committed results).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import nagd_optax as nagd
 from benchmarks import _common
 
+BASELINE = "optax.sgd(nesterov=True)"
+LARGE, SMALL, GPT = "one 4M leaf", "500 leaves of 4k", "GPT-like (d=256)"
+FLOOR = "one-pass floor (read p, g, m; write p, m)"
+LEARNING_RATE, MOMENTUM = 1e-3, 0.9
+RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "runs")
 
-def flax_cnn_parameters() -> dict:
-  """The parameter tree of Flax's MNIST example CNN (824k parameters)."""
-  from flax import nnx  # pylint: disable=g-import-not-at-top
 
-  class CNN(nnx.Module):
-
-    def __init__(self, rngs: nnx.Rngs):
-      self.conv1 = nnx.Conv(1, 32, (3, 3), rngs=rngs)
-      self.conv2 = nnx.Conv(32, 64, (3, 3), rngs=rngs)
-      self.linear1 = nnx.Linear(64 * 7 * 7, 256, rngs=rngs)
-      self.linear2 = nnx.Linear(256, 10, rngs=rngs)
-
-  return nnx.to_pure_dict(nnx.state(CNN(nnx.Rngs(0)), nnx.Param))
+def gpt_tree(blocks: int = 12, width: int = 256, vocabulary: int = 1024,
+             context: int = 256) -> dict:
+  """A GPT-like parameter tree: embeddings, ``blocks`` transformer blocks
+  (layer norms, attention, MLP; 12 leaves each), a final layer norm. At the
+  defaults: 148 leaves, 9.8M parameters."""
+  key = jax.random.PRNGKey(0)
+  normal = lambda *shape: jax.random.normal(key, shape)
+  d = width
+  tree = {"embed": normal(vocabulary, d), "position": normal(context, d)}
+  for b in range(blocks):
+    tree[f"block{b:02d}"] = {
+        "ln1_scale": jnp.ones(d), "ln1_bias": jnp.zeros(d),
+        "qkv": normal(d, 3 * d), "qkv_bias": jnp.zeros(3 * d),
+        "proj": normal(d, d), "proj_bias": jnp.zeros(d),
+        "ln2_scale": jnp.ones(d), "ln2_bias": jnp.zeros(d),
+        "fc": normal(d, 4 * d), "fc_bias": jnp.zeros(4 * d),
+        "out": normal(4 * d, d), "out_bias": jnp.zeros(d),
+    }
+  tree["lnf_scale"], tree["lnf_bias"] = jnp.ones(d), jnp.zeros(d)
+  return tree
 
 
 def trees(quick: bool) -> dict[str, dict]:
@@ -43,42 +66,27 @@ def trees(quick: bool) -> dict[str, dict]:
   scale = 4 if quick else 1
   key = jax.random.PRNGKey(0)
   return {
-      "one 4M leaf": {
-          "w": jax.random.normal(key, (4_194_304 // scale,))
-      },
-      "500 leaves of 4k": {
+      LARGE: {"w": jax.random.normal(key, (4_194_304 // scale,))},
+      SMALL: {
           f"w{i:03d}": jax.random.normal(key, (4096 // scale,))
           for i in range(500)
       },
-      "Flax CNN (MNIST example, 824k)": flax_cnn_parameters(),
+      GPT: gpt_tree(blocks=3 if quick else 12),
   }
 
 
 def optimizers() -> dict[str, optax.GradientTransformationExtraArgs]:
-  lr, momentum = 1e-3, 0.9
+  lr, momentum = LEARNING_RATE, MOMENTUM
   return {
-      "optax.sgd(nesterov=True)": optax.sgd(lr, momentum, nesterov=True),
+      BASELINE: optax.sgd(lr, momentum, nesterov=True),
       "nagd": nagd.nagd(lr, momentum),
-      "nagd bf16 accumulator": nagd.nagd(
+      "nagd bf16 momentum": nagd.nagd(
           lr, momentum, accumulator_dtype=jnp.bfloat16
       ),
       "nagd restart=loss": nagd.nagd(lr, momentum, restart="loss"),
-      "nagd restart=loss, smoothed": nagd.nagd(
-          lr, momentum, restart="loss", loss_smoothing=0.98
-      ),
       "nagd restart=gradient": nagd.nagd(lr, momentum, restart="gradient"),
       "nagd restart=speed": nagd.nagd(lr, momentum, restart="speed"),
-      "nagd restart=interval": nagd.nagd(
-          lr, momentum, restart="interval", min_interval=100
-      ),
-      "optax.flatten(optax.sgd(nesterov=True))": optax.flatten(
-          optax.sgd(lr, momentum, nesterov=True)
-      ),
-      "optax.flatten(nagd)": optax.flatten(nagd.nagd(lr, momentum)),
-      "optax.flatten(nagd restart=gradient)": optax.flatten(
-          nagd.nagd(lr, momentum, restart="gradient")
-      ),
-      "optax.adam": optax.adam(lr),
+      'nagd("auto")': nagd.nagd("auto"),
   }
 
 
@@ -86,7 +94,8 @@ def make_step(optimizer, params, grads):
   """A jitted training step with donated parameters and state.
 
   Gradients are an argument (not a constant XLA could fold into the step).
-  Returns a function running one step, and the compile time in seconds.
+  Returns a function running one step, and the compile time in CPU seconds
+  of this process (less sensitive to other load than wall time).
   """
 
   def step(params, state, grads, value):
@@ -94,11 +103,11 @@ def make_step(optimizer, params, grads):
     return optax.apply_updates(params, updates), state
 
   jitted = jax.jit(step, donate_argnums=(0, 1))
-  start = time.perf_counter()
+  start = time.process_time()
   compiled = jitted.lower(
       params, optimizer.init(params), grads, jnp.float32(1.0)
   ).compile()
-  compile_seconds = time.perf_counter() - start
+  compile_seconds = time.process_time() - start
   carry = [params, optimizer.init(params)]
   losses = iter(_falling_loss_with_rises())
 
@@ -107,6 +116,61 @@ def make_step(optimizer, params, grads):
     return carry[0]
 
   return run, compile_seconds
+
+
+def make_floor(params, grads):
+  """The one-pass bandwidth floor: one kernel over the tree as one flat
+  array, reading p, g, m and writing p, m (donated); returns (run, compile
+  CPU seconds)."""
+  flat = lambda tree: jnp.concatenate([x.ravel() for x in
+                                       jax.tree.leaves(tree)])
+  p, g = flat(params), flat(grads)
+
+  def step(p, m, g):
+    return p - LEARNING_RATE * (g + MOMENTUM * m), MOMENTUM * m + g
+
+  jitted = jax.jit(step, donate_argnums=(0, 1))
+  start = time.process_time()
+  compiled = jitted.lower(p, p, g).compile()
+  compile_seconds = time.process_time() - start
+  carry = [p, jnp.zeros_like(p)]
+
+  def run():
+    carry[:] = compiled(carry[0], carry[1], g)
+    return carry[0]
+
+  return run, compile_seconds
+
+
+def make_torch_steps(params, grads) -> dict:
+  """``torch.optim.SGD(nesterov=True)``, foreach and fused, on the same
+  tree, on one thread; {} when torch is not installed.
+
+  With two threads, torch's OpenMP threads and XLA's thread pool contend on
+  a 2-core machine and torch ran 10-50x slower than alone. The foreach
+  kernel overwrites the gradients with ``g + mu m`` (the fused one does
+  not): its later steps see other numbers, the same work.
+  """
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return {}
+  torch.set_num_threads(1)
+  runs = {}
+  for kind in ("foreach", "fused"):
+    tensors = [torch.tensor(np.asarray(x)).requires_grad_()
+               for x in jax.tree.leaves(params)]
+    for tensor, grad in zip(tensors, jax.tree.leaves(grads)):
+      tensor.grad = torch.tensor(np.asarray(grad))
+    try:
+      optimizer = torch.optim.SGD(tensors, lr=LEARNING_RATE,
+                                  momentum=MOMENTUM, nesterov=True,
+                                  **{kind: True})
+      optimizer.step()
+    except (RuntimeError, TypeError):  # no such kernel in this build
+      continue
+    runs[f"torch SGD {kind}=True"] = optimizer.step
+  return runs
 
 
 def _falling_loss_with_rises():
@@ -122,78 +186,245 @@ def state_bytes(optimizer, params) -> int:
   return sum(x.nbytes for x in jax.tree.leaves(optimizer.init(params)))
 
 
-def plot(ratios_by_tree, name):
-  """Per tree, each optimizer's step time over Optax's, with the goals."""
+def interleaved_samples(runs, rounds: int, repeats: int):
+  """Seconds per call of each function, one sample per interleaved round
+  (``jax.block_until_ready`` is a no-op on torch's None)."""
+  return _common.interleaved_samples(runs, rounds, repeats)
+
+
+def per_round_ratios(samples, reference: str) -> dict[str, list[float]]:
+  """Each round's time over ``reference``'s in the same round."""
+  return {
+      name: [t / r for t, r in zip(times, samples[reference])]
+      for name, times in samples.items()
+  }
+
+
+def quartiles(values) -> tuple[float, float, float]:
+  q1, median, q3 = np.percentile(values, [25, 50, 75])
+  return float(q1), float(median), float(q3)
+
+
+def training_share(rounds: int, repeats: int) -> list[tuple]:
+  """The optimizer's share of a digits-CNN training step (batch 64).
+
+  Times the jitted step with each optimizer and the same step without one
+  (forward, backward, ``params - lr * grads``), interleaved; the share is
+  the difference over the full step's time.
+  """
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  model = nagd.problems.cnn(side=8, rngs=nnx.Rngs(0), width=16, hidden=64)
+  graphdef, params = nnx.split(model, nnx.Param)
+  data = nagd.problems.load_digits(0)
+  x, y = jnp.asarray(data.x_train[:64]), jnp.asarray(data.y_train[:64])
+
+  def loss_fn(params):
+    logits = nnx.merge(graphdef, params)(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  def make(optimizer):
+    def step(params, state):
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+      if optimizer is None:
+        return jax.tree.map(lambda p, g: p - LEARNING_RATE * g, params,
+                            grads), state
+      updates, state = optimizer.update(grads, state, params, value=loss)
+      return optax.apply_updates(params, updates), state
+
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    state = None if optimizer is None else optimizer.init(params)
+    carry = [jax.tree.map(jnp.copy, params), state]
+
+    def run():
+      carry[:] = jitted(carry[0], carry[1])
+      return carry[0]
+
+    run()
+    return run
+
+  chosen = {name: optimizer for name, optimizer in optimizers().items()
+            if name != "nagd bf16 momentum"}
+  runs = {"no optimizer (p - lr g)": make(None)}
+  runs.update({name: make(optimizer) for name, optimizer in chosen.items()})
+  samples = interleaved_samples(runs, rounds, repeats)
+  bare = samples["no optimizer (p - lr g)"]
+  rows = []
+  for name in chosen:
+    shares = [(t - b) / t for t, b in zip(samples[name], bare)]
+    rows.append((name, f"{1e3 * statistics.median(samples[name]):.3f}",
+                 f"{100 * statistics.median(shares):.1f}%"))
+  rows.append(("no optimizer (p - lr g)",
+               f"{1e3 * statistics.median(bare):.3f}", "-"))
+  n_params = sum(p.size for p in jax.tree.leaves(params))
+  return rows, n_params
+
+
+# The bars this benchmark is held to (CPU); None: every tree.
+BARS = (
+    ("nagd restart=speed", None, 1.75, "step"),
+    ("nagd bf16 momentum", (LARGE, GPT), 0.95, "step"),
+    ("nagd", None, 1.05, "step"),
+    ("nagd restart=loss", None, 1.05, "step"),
+    ("nagd restart=gradient", (LARGE, GPT), 1.35, "step"),
+    # Compile time: on the GPT-like tree, where it was found to double.
+    ("nagd restart=loss", (GPT,), 1.5, "compile"),
+    ("nagd restart=gradient", (GPT,), 1.5, "compile"),
+    ("nagd restart=speed", (GPT,), 1.5, "compile"),
+)
+
+
+def check_bars(results) -> list[str]:
+  """One line per bar: the measured ratios and whether each is met."""
+  lines = []
+  for name, tree_names, bar, what in BARS:
+    figures, met = [], True
+    for tree_name, result in results.items():
+      if tree_names is not None and tree_name not in tree_names:
+        continue
+      value = result[what][name]
+      met &= value <= bar
+      figures.append(f"{tree_name} {value:.2f}")
+    kind = "step time" if what == "step" else "compile time"
+    lines.append(f"- {name}, {kind} <= {bar}x Optax's: "
+                 f"{'**met**' if met else '**not met**'} ("
+                 + "; ".join(figures) + ")")
+  return lines
+
+
+def plot(results, path):
+  """Per tree, each variant's step time over Optax's, with the bars."""
   plt = _common.pyplot()
-  figure, axes = plt.subplots(1, len(ratios_by_tree), sharey=True,
-                              squeeze=False,
-                              figsize=(4 + 4 * len(ratios_by_tree), 5))
-  for axis, (tree_name, ratios) in zip(axes[0], ratios_by_tree.items()):
-    names = list(ratios)[::-1]
-    axis.barh(names, [ratios[n] for n in names], color="tab:blue")
+  figure, axes = plt.subplots(1, len(results), sharey=True, squeeze=False,
+                              figsize=(4 + 4 * len(results), 5))
+  for axis, (tree_name, result) in zip(axes[0], results.items()):
+    names = list(result["step"])[::-1]
+    axis.barh(names, [result["step"][n] for n in names], color="tab:blue")
     for goal, color, style in ((1.0, "k", "-"), (1.05, "g", "--"),
-                               (1.10, "r", ":")):
+                               (1.35, "tab:orange", "-."),
+                               (1.75, "r", ":")):
       axis.axvline(goal, color=color, linestyle=style, lw=1)
-    axis.set(title=tree_name, xlabel="step time / optax.sgd(nesterov=True)")
+    axis.set(title=tree_name, xlabel=f"step time / {BASELINE}")
     axis.grid(axis="x", alpha=0.3)
-  return _common.save_figure(figure, name)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  figure.tight_layout()
+  figure.savefig(path, dpi=90)
+  plt.close(figure)
+  return path
 
 
 def main(argv=None) -> str:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true",
                       help="smaller trees and fewer rounds (a smoke run)")
-  parser.add_argument("--no-write", action="store_true")
+  parser.add_argument("--write-results", action="store_true",
+                      help="write benchmarks/results/ (the committed"
+                      " results) instead of runs/")
+  parser.add_argument("--no-write", action="store_true",
+                      help="write nothing")
   args = parser.parse_args(argv)
-  rounds, repeats = (3, 3) if args.quick else (60, 10)
+  rounds, repeats = (3, 2) if args.quick else (30, 5)
+  compiles = 1 if args.quick else 3
+  started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+  command = "python -m benchmarks.step_cost" + (
+      " --quick" if args.quick else "") + (
+          " --write-results" if args.write_results else "")
 
   sections = [
-      "# Step cost: nagd vs optax.sgd(nesterov=True)\n",
-      f"Machine and versions: {_common.environment()}.\n",
-      "Median time per jitted step (update + apply_updates, buffers donated,"
-      f" fixed gradients), over {rounds} interleaved rounds of {repeats}"
-      " steps; ratio = median / median of optax.sgd(nesterov=True) in the"
-      " same process; ratio range: the lowest and highest ratio over three"
-      " consecutive blocks of the rounds, i.e. how much the ratio moves on"
-      " this machine. Reproduce with `python -m benchmarks.step_cost`.\n",
+      "# Step cost: nagd vs optax.sgd(nesterov=True), the bandwidth floor"
+      " and PyTorch\n",
+      f"Command: `{command}`, run {started}. Machine and versions:"
+      f" {_common.environment()}. The machine was shared with other jobs"
+      " during the run; rounds are interleaved, so load falls on all"
+      " variants alike, but absolute times move.\n",
+      f"Per round, each variant runs {repeats} steps (update + apply, fixed"
+      " gradients, buffers donated) in turn;"
+      f" {rounds} rounds. *Ratio to Optax*: the median over rounds of the"
+      " variant's time over Optax's in the same round (in brackets the"
+      " quartiles of that per-round ratio). *Of floor*: the median over"
+      " rounds of the floor's time over the variant's, i.e. the fraction of"
+      " the one-pass bandwidth floor reached. The floor is one jitted kernel"
+      " over the tree as one flat float32 array, reading p, g, m and writing"
+      " p, m (donated). PyTorch runs on one thread (with two, its threads and"
+      " XLA's contend on this machine and it ran 10-50x slower). *Compile*: CPU seconds of this process to lower and"
+      f" compile the step, the least of {compiles}, and over Optax's.\n",
   ]
-  ratios_by_tree = {}
+  results = {}
   for tree_name, params in trees(args.quick).items():
     grads = jax.tree.map(lambda p: 1e-2 * p, params)
     param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
     runs, compile_times, memory = {}, {}, {}
     for name, optimizer in optimizers().items():
-      copy = jax.tree.map(jnp.copy, params)
-      runs[name], compile_times[name] = make_step(optimizer, copy, grads)
-      memory[name] = state_bytes(optimizer, params)
-    samples = _common.interleaved_samples(runs, rounds, repeats)
-    ratios = _common.median_ratios(samples, "optax.sgd(nesterov=True)")
-    ratios_by_tree[tree_name] = {name: r[0] for name, r in ratios.items()}
-    rows = [
-        (
-            name,
-            f"{1e3 * statistics.median(samples[name]):.2f}",
-            f"{ratios[name][0]:.3f}",
-            f"{ratios[name][1]:.2f}-{ratios[name][2]:.2f}",
-            f"{compile_times[name]:.2f}",
-            f"{memory[name] / param_bytes:.3f}",
-        )
-        for name in runs
-    ]
-    sections.append(f"## {tree_name}: {len(jax.tree.leaves(params))} leaves,"
-                    f" {param_bytes / 2**20:.1f} MiB of float32 parameters\n")
+      times = []
+      for _ in range(compiles):
+        copy = jax.tree.map(jnp.copy, params)
+        runs[name], seconds = make_step(optimizer, copy, grads)
+        times.append(seconds)
+      compile_times[name] = min(times)
+      memory[name] = f"{state_bytes(optimizer, params) / param_bytes:.2f}"
+    runs[FLOOR], compile_times[FLOOR] = make_floor(params, grads)
+    memory[FLOOR] = "1.00"
+    for name, run in make_torch_steps(params, grads).items():
+      runs[name], compile_times[name], memory[name] = run, None, "1.00"
+    samples = interleaved_samples(runs, rounds, repeats)
+    to_optax = per_round_ratios(samples, BASELINE)
+    floor_share = {name: [1 / r for r in ratios]
+                   for name, ratios in per_round_ratios(samples,
+                                                        FLOOR).items()}
+    step = {name: quartiles(ratios)[1] for name, ratios in to_optax.items()}
+    compile_ratio = {
+        name: seconds / compile_times[BASELINE]
+        for name, seconds in compile_times.items() if seconds is not None
+    }
+    results[tree_name] = {"step": step, "compile": compile_ratio}
+    rows = []
+    for name in runs:
+      q1, median, q3 = quartiles(to_optax[name])
+      seconds = compile_times[name]
+      rows.append((
+          name,
+          f"{1e3 * statistics.median(samples[name]):.2f}",
+          f"{median:.2f} ({q1:.2f}-{q3:.2f})",
+          f"{statistics.median(floor_share[name]):.2f}",
+          "-" if seconds is None else
+          f"{seconds:.2f} ({compile_ratio[name]:.2f}x)",
+          memory[name],
+      ))
+    sections.append(
+        f"## {tree_name}: {len(jax.tree.leaves(params))} leaves,"
+        f" {sum(x.size for x in jax.tree.leaves(params)) / 1e6:.1f}M float32"
+        " parameters\n")
     sections.append(_common.markdown_table(
-        ["optimizer", "ms / step", "ratio to Optax", "ratio range",
-         "compile s", "state bytes / param bytes"],
+        ["variant", "ms / step", "ratio to Optax", "of floor",
+         "compile s (x Optax's)", "state / params (bytes)"],
         rows,
     ) + "\n")
-  sections.append("![step cost](step_cost.png)\n\nDashed: the 1.05x goal"
-                  " (trace, loss restart); dotted: 1.10x (gradient restart).\n")
+  share_rows, n_params = training_share(rounds, repeats)
+  sections.append(
+      f"## The optimizer in a training step: digits CNN ({n_params:,}"
+      " parameters), batch 64\n")
+  sections.append(
+      "The jitted step (forward, backward, update, apply) with each"
+      " optimizer, and without one (`p - lr g`), interleaved; *share*: the"
+      " median over rounds of (step - step without optimizer) / step.\n")
+  sections.append(_common.markdown_table(
+      ["optimizer", "ms / step", "share of the step"], share_rows) + "\n")
+  sections.append("## Bars (CPU)\n")
+  sections.append("\n".join(check_bars(results)) + "\n")
+  name = "step_cost"
+  sections.append(f"![step cost]({name}.png)\n\nLines: 1.0 (Optax), 1.05"
+                  " (trace, loss restart), 1.35 (gradient restart), 1.75"
+                  " (speed restart).\n")
   text = "\n".join(sections)
   print(text)
   if not args.no_write:
-    print("wrote", _common.write("step_cost.md", text))
-    print("wrote", plot(ratios_by_tree, "step_cost.png"))
+    folder = _common.RESULTS if args.write_results else RUNS
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.md")
+    with open(path, "w") as file:
+      file.write(text)
+    print("wrote", path)
+    print("wrote", plot(results, os.path.join(folder, f"{name}.png")))
   return text
 
 
