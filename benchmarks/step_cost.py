@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import time
 
@@ -186,10 +187,24 @@ def state_bytes(optimizer, params) -> int:
   return sum(x.nbytes for x in jax.tree.leaves(optimizer.init(params)))
 
 
-def interleaved_samples(runs, rounds: int, repeats: int):
-  """Seconds per call of each function, one sample per interleaved round
-  (``jax.block_until_ready`` is a no-op on torch's None)."""
-  return _common.interleaved_samples(runs, rounds, repeats)
+def interleaved_samples(runs, rounds: int, repeats: int, seed: int = 0):
+  """Seconds per call of each function, one sample per interleaved round.
+
+  Each round calls every function ``repeats`` times in turn, in an order
+  shuffled per round (so no variant always follows the same one), blocking
+  on the result (``jax.block_until_ready`` is a no-op on torch's None).
+  """
+  order = random.Random(seed)
+  names = list(runs)
+  samples = {name: [] for name in names}
+  for _ in range(rounds):
+    order.shuffle(names)
+    for name in names:
+      start = time.perf_counter()
+      for _ in range(repeats):
+        jax.block_until_ready(runs[name]())
+      samples[name].append((time.perf_counter() - start) / repeats)
+  return samples
 
 
 def per_round_ratios(samples, reference: str) -> dict[str, list[float]]:
@@ -338,7 +353,7 @@ def main(argv=None) -> str:
       " during the run; rounds are interleaved, so load falls on all"
       " variants alike, but absolute times move.\n",
       f"Per round, each variant runs {repeats} steps (update + apply, fixed"
-      " gradients, buffers donated) in turn;"
+      " gradients, buffers donated) in turn, in an order shuffled per round;"
       f" {rounds} rounds. *Ratio to Optax*: the median over rounds of the"
       " variant's time over Optax's in the same round (in brackets the"
       " quartiles of that per-round ratio). *Of floor*: the median over"
