@@ -67,7 +67,7 @@ def test_gpt_tree_has_the_blocks_it_says():
   assert sum(x.size for x in jax.tree.leaves(tree)) == expected
 
 
-def test_floor_reads_p_g_m_and_writes_p_m():
+def test_floor_is_the_nesterov_update_on_a_flat_array():
   params = {"a": jnp.arange(3.0), "b": jnp.ones((2, 2))}
   grads = jax.tree.map(lambda p: 0.5 + p, params)
   run, _ = step_cost.make_floor(params, grads)
@@ -76,7 +76,8 @@ def test_floor_reads_p_g_m_and_writes_p_m():
   m = np.zeros_like(p)
   lr, mu = step_cost.LEARNING_RATE, step_cost.MOMENTUM
   for _ in range(2):
-    p, m = p - lr * (g + mu * m), mu * m + g
+    m = mu * m + g
+    p = p - lr * (g + mu * m)
     np.testing.assert_allclose(run(), p, rtol=1e-6)
 
 
