@@ -19,9 +19,11 @@ import subprocess
 import sys
 
 import numpy as np
+import optax
 import pytest
 
 import nagd_optax
+from tests.conftest import log_compilations
 
 ROOT = pathlib.Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
@@ -69,20 +71,102 @@ def test_example_needs_only_installed_packages(name):
           f"{name} imports {top} from this repository ({place})")
 
 
-def test_digits_demo(tmp_path):
-  histories = fork("digits", tmp_path / "fork").main(
-      ["--steps", "40", "--eval-every", "20", "--output-dir",
-       str(tmp_path / "results")]
-  )
-  assert (tmp_path / "results" / "digits.png").stat().st_size > 10_000
-  table = (tmp_path / "results" / "digits.md").read_text()
+def files_under(directory):
+  return {p.relative_to(directory).as_posix() for p in directory.rglob("*")
+          if p.is_file()}
+
+
+def test_git_ignores_the_run_directory():
+  """What the examples write by default, under runs/, leaves git status
+  clean."""
+  if not (ROOT / ".git").exists():
+    pytest.skip("not a git checkout")
+  for path in ("runs/digits/digits.md", "runs/convex/convex.png"):
+    ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT,
+                             check=False)
+    assert ignored.returncode == 0, f"git does not ignore {path}"
+
+
+def test_digits_demo(tmp_path, monkeypatch):
+  digits = fork("digits", tmp_path / "fork")
+  monkeypatch.chdir(tmp_path)
+  histories = digits.main(["--steps", "40", "--eval-every", "20"])
+  # By default it writes under runs/digits/ of the current directory only.
+  assert files_under(tmp_path) == {"fork/digits.py", "runs/digits/digits.md",
+                                   "runs/digits/digits.png"}
+  assert (tmp_path / "runs/digits/digits.png").stat().st_size > 10_000
+  table = (tmp_path / "runs/digits/digits.md").read_text()
   assert table.count("\n| ") == 6  # header + 5 optimizers
+  assert "| compile s | train s |" in table
+  names = [h.name for h in histories]
+  assert names == list(digits.contenders(40, 0.1, 3e-3))
+  # Without restart nagd is Optax's Nesterov SGD, to the bit; the table and
+  # the figure say so.
   nagd_run, sgd_run = histories[0], histories[1]
-  # The smoothed loss test cannot fire before its average has settled (50
-  # losses), so in 40 steps nagd is Optax's Nesterov SGD, to the bit.
-  assert nagd_run.restarts == 0
   assert nagd_run.test_loss == sgd_run.test_loss
+  assert sgd_run.same_as == nagd_run.name
+  assert f"{sgd_run.name}'s run is {nagd_run.name}'s to the last bit" in table
+  # The restart claim is the run's: its restart count and accuracies.
+  for with_restart, without in digits.RESTART_PAIRS:
+    restarted = histories[names.index(with_restart)]
+    plain = histories[names.index(without)]
+    assert (f"restarted {restarted.restarts} times" in table
+            and f"{plain.test_accuracy[-1]:.4f}" in table)
   assert all(h.test_accuracy[-1] > 0.5 for h in histories)
+  assert all(h.compile_seconds > 0 and h.seconds > 0 for h in histories)
+
+
+def test_digits_write_results_writes_the_committed_copies(tmp_path,
+                                                          monkeypatch):
+  digits = fork("digits", tmp_path / "examples")
+  monkeypatch.setattr(digits, "contenders",
+                      lambda steps, *_: {"sgd": optax.sgd(0.1)})
+  monkeypatch.chdir(tmp_path)
+  digits.main(["--steps", "4", "--eval-every", "2", "--write-results"])
+  assert files_under(tmp_path) == {"examples/digits.py",
+                                   "examples/results/digits.md",
+                                   "examples/results/digits.png"}
+
+
+def test_digits_times_exclude_compilation(tmp_path):
+  """compile_step compiles the very step the timed loop then calls, so the
+  loop's first step compiles nothing."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  digits = fork("digits", tmp_path)
+  data = nagd_optax.problems.load_digits(0)
+  images, labels = data.x_train[:8], data.y_train[:8]
+  model = nagd_optax.problems.cnn(side=8, rngs=nnx.Rngs(0))
+  # A momentum no other test compiles the step with.
+  optimizer = nnx.Optimizer(model, nagd_optax.nagd(0.1, 0.37), wrt=nnx.Param)
+  with log_compilations() as compiled:
+    seconds = digits.compile_step(model, optimizer, images, labels)
+  assert compiled and seconds > 0
+  with log_compilations() as compiled:
+    digits.train_step(model, optimizer, images, labels)
+  assert not compiled
+  assert int(optimizer.step[...]) == 1  # the copy's step left it untouched
+
+
+def test_digits_restart_claim_follows_the_runs(tmp_path):
+  digits = fork("digits", tmp_path)
+
+  def run(name, accuracies, restarts=None):
+    return digits.History(name, steps=[10, 20], test_loss=[1.0, 0.5],
+                          test_accuracy=accuracies, restarts=restarts)
+
+  plain = run("plain", [0.9, 0.95])
+  assert "restart did nothing" in digits.restart_effect(
+      run("restarted", [0.9, 0.95], 0), plain, 360)
+  assert "no measurable difference" in digits.restart_effect(
+      run("restarted", [0.9, 0.951], 3), plain, 360)
+  helped = digits.restart_effect(run("restarted", [0.97, 0.98], 3), plain,
+                                 360)
+  assert "Restart helped." in helped
+  assert "reached 97% test accuracy at step 10" in helped
+  assert "never reached 97%" in helped
+  assert "Restart hurt." in digits.restart_effect(
+      run("restarted", [0.9, 0.93], 3), plain, 360)
 
 
 def test_mnist(tmp_path):
