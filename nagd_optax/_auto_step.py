@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from nagd_optax import _loss_trend
+from nagd_optax import _restart
 from nagd_optax import _validation
 from nagd_optax.criteria import _protocol
 
@@ -39,6 +40,15 @@ class AutoStepState(NamedTuple):
     count: updates so far, int32.
     cuts: how often a loss guard cut the step, int32.
     spikes: how many of those were loss spikes (the rest: smoothed rises).
+    base_loss: with ``full_batch``: :math:`f(y_b)`, the loss at the base
+      point :math:`y_b` (the last accepted one).
+    step_coefficients: with ``full_batch``: :math:`(a, b)` such that the
+      last step from the base point is
+      :math:`y_k - y_b = a\,g_b + b\,m_b`, with :math:`g_b` the stored
+      gradient and :math:`m_b` the inner momentum buffer.
+    base_slope: with ``full_batch``: :math:`\langle g_b, y_k - y_b\rangle`.
+    rejections: with ``full_batch``: how many updates went back because the
+      loss rose, int32.
 
   Example:
     >>> import jax.numpy as jnp
@@ -70,6 +80,10 @@ class AutoStepState(NamedTuple):
   count: jax.Array
   cuts: jax.Array
   spikes: jax.Array
+  base_loss: jax.Array
+  step_coefficients: jax.Array
+  base_slope: jax.Array
+  rejections: jax.Array
 
 
 def _accepts_restart(inner_state: Any) -> bool:
@@ -88,6 +102,7 @@ def scale_by_auto_step(
     loss_smoothing: float = 0.9,
     spike_ratio: float = 2.0,
     noise_tolerance: float = 3.0,
+    full_batch: bool = False,
     multiplier: optax.ScalarOrSchedule = 1.0,
     axis_name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -96,8 +111,10 @@ def scale_by_auto_step(
   ``inner`` turns the gradient :math:`g_k` into a direction :math:`d_k` (a
   Nesterov trace, restarted or not); the update is
   :math:`u_k = -\lambda_k d_k`, with a step :math:`\lambda_k` set from the
-  local curvature along the last step, bounded by a trust region relative to
-  the parameters, and cut by loss guards:
+  local curvature along the last step. Two modes share that scheme.
+
+  **Minibatches** (the default): the step is bounded by a trust region
+  relative to the parameters and cut by loss guards:
 
   .. math::
 
@@ -135,6 +152,38 @@ def scale_by_auto_step(
   :math:`c = 1/2` collapses on minibatches) and the guards and the trust
   region catch what the estimate misses.
 
+  **Full batch** (``full_batch=True``: ``value=`` and the gradients are
+  exact): a loss that rises is rejected, and the step is measured from the
+  last accepted *base point* :math:`y_b`. With :math:`D_k = y_k - y_b` and
+  :math:`\delta_k = g_k - g_b`:
+
+  .. math::
+
+    \text{accept } (f_k \le f_b):\quad
+    L_k = \frac{\|\delta_k\|^2}{\langle \delta_k, D_k \rangle}, \qquad
+    \lambda_k = \begin{cases} c / L_k & L_k > 0 \\
+    2 \lambda_{k-1} & \text{otherwise,} \end{cases} \\
+    \text{reject } (f_k > f_b \text{ or not finite}):\quad
+    y_{k+1} = y_b + t D_k, \quad
+    t = \mathrm{clip}\left(\frac{-\langle g_b, D_k \rangle}
+    {2 (f_k - f_b - \langle g_b, D_k \rangle)}, 0.1, 0.5\right),
+
+  the Barzilai–Borwein curvature along the last step (BB2; an
+  underestimate of the largest curvature, so a long step), with no cap on
+  its growth, and a backtrack to the minimiser of the quadratic through
+  :math:`f_b`, :math:`\langle g_b, D_k \rangle` and :math:`f_k` (0.1 for a
+  non-finite loss). A rejected update leaves ``inner``'s state (the
+  momentum) and the base point as they were, and scales :math:`D` and
+  :math:`\lambda` by :math:`t`. The trust region and the loss guards are
+  off. The one stored gradient is :math:`g_b`, and :math:`D_k` is rebuilt
+  from it and the momentum buffer :math:`m_b` of ``inner`` (its field
+  ``trace``, as :func:`nagd_optax.nesterov_trace` has), whose direction is
+  :math:`d_b = g_b + \mu_b m_b`: :math:`\mu_b` is measured as
+  :math:`\langle d_b - g_b, m_b \rangle / \|m_b\|^2`, so no second buffer
+  is kept. Use it with Nesterov's momentum schedule and the gradient
+  restart, e.g. ``nagd.nagd(nagd.auto_step(full_batch=True),
+  nagd.schedules.nesterov_momentum(), restart="gradient")``.
+
   Args:
     inner: the transformation whose direction is scaled, e.g.
       ``nagd.restart(nagd.nesterov_trace(0.9), "on_demand")``; it must keep
@@ -155,6 +204,12 @@ def scale_by_auto_step(
       ``noise_tolerance`` standard deviations above it) is a spike, > 1.
     noise_tolerance: :math:`z`, standard deviations (of one loss for a
       spike, of the smoothed loss for a rise) a loss must exceed.
+    full_batch: whether the loss and the gradients are exact (full-batch,
+      deterministic): then rises are rejected as described above, and
+      ``trust_ratio``, ``slow_growth``, ``cut``, ``loss_smoothing``,
+      ``spike_ratio`` and ``noise_tolerance`` are unused. It needs
+      ``value=`` at every update and a momentum buffer named ``trace`` in
+      ``inner``.
     multiplier: a number or a schedule multiplying the step (e.g. a warmup
       or a cooldown shape); the estimate is of the step before it.
     axis_name: inside ``shard_map`` with parameters sharded over this axis,
@@ -188,6 +243,10 @@ def scale_by_auto_step(
   References:
     Malitsky & Mishchenko, `Adaptive Gradient Descent without Descent
     <https://arxiv.org/abs/1910.09529>`_, ICML 2020.
+
+    Barzilai & Borwein, `Two-Point Step Size Gradient Methods
+    <https://doi.org/10.1093/imanum/8.1.141>`_, IMA Journal of Numerical
+    Analysis 8, 1988.
   """
   _validation.check_at_least(initial_step, "initial_step", 0.0)
   if _validation.concrete_number(initial_step) == 0.0:
@@ -203,11 +262,31 @@ def scale_by_auto_step(
   _validation.check_at_least(spike_ratio, "spike_ratio", 1.0)
   _validation.check_at_least(noise_tolerance, "noise_tolerance", 0.0)
   _validation.check_at_least(multiplier, "multiplier", 0.0, schedule_ok=True)
+  if not isinstance(full_batch, bool):
+    raise TypeError(f"full_batch must be a bool, got {full_batch!r}.")
   inner = optax.with_extra_args_support(inner)
   dtype = _loss_trend.widest_float
 
+  def momentum_of(inner_state, params):
+    """The momentum buffer of ``inner`` (zeros where masked out)."""
+    buffers = _restart._buffers_named("trace")(inner_state)
+    if not buffers:
+      raise ValueError(
+          "scale_by_auto_step(full_batch=True) rebuilds the last step from"
+          " the momentum buffer of inner, a field named 'trace' (as"
+          " nagd.nesterov_trace has); the state of inner has none."
+      )
+    merged = _restart._one_buffer_per_parameter(buffers, params)
+    return jax.tree.map(
+        lambda m, p: jnp.zeros_like(p) if isinstance(m, optax.MaskedNode)
+        else m,
+        merged, params, is_leaf=lambda m: isinstance(m, optax.MaskedNode),
+    )
+
   def init_fn(params):
     inner_state = inner.init(params)
+    if full_batch:
+      momentum_of(inner_state, params)  # refuse an inner without one now
     trend = _loss_trend.init_trend()
     scalar = lambda value: jnp.asarray(value, dtype())
     return AutoStepState(
@@ -226,12 +305,33 @@ def scale_by_auto_step(
         count=jnp.zeros([], jnp.int32),
         cuts=jnp.zeros([], jnp.int32),
         spikes=jnp.zeros([], jnp.int32),
+        base_loss=scalar(jnp.inf),
+        step_coefficients=jnp.zeros([2], dtype()),
+        base_slope=scalar(0.0),
+        rejections=jnp.zeros([], jnp.int32),
     )
 
+  def inner_product(a, b):
+    return _protocol.tree_inner_product(a, b, axis_name).astype(dtype())
+
   def norm_squared(tree):
-    return _protocol.tree_inner_product(tree, tree, axis_name).astype(dtype())
+    return inner_product(tree, tree)
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
+    restart = state.restart_pending
+    if "restart" in extra_args:
+      restart = restart | jnp.asarray(extra_args.pop("restart"), jnp.bool_)
+    if full_batch:
+      return _full_batch_update(updates, state, params, value, restart,
+                                extra_args)
+    return _minibatch_update(updates, state, params, value, restart,
+                             extra_args)
+
+  def _multiplied(state, step):
+    return step * (multiplier(state.count) if callable(multiplier)
+                   else multiplier)
+
+  def _minibatch_update(updates, state, params, value, restart, extra_args):
     first = state.count == 0
     guarded = value is not None
     if guarded:
@@ -239,15 +339,12 @@ def scale_by_auto_step(
           dtype()
       )
       spike = _spike(state, loss) & ~first
+      extra_args["value"] = value
     else:
       spike = jnp.zeros([], jnp.bool_)
-    restart = state.restart_pending | spike
-    if "restart" in extra_args:
-      restart = restart | jnp.asarray(extra_args.pop("restart"), jnp.bool_)
-    if guarded:
-      extra_args["value"] = value
     direction, inner_state = inner.update(
-        updates, state.inner_state, params, restart=restart, **extra_args
+        updates, state.inner_state, params, restart=restart | spike,
+        **extra_args
     )
 
     # Malitsky & Mishchenko's estimate along the last step.
@@ -312,14 +409,13 @@ def scale_by_auto_step(
         jnp.inf,
     )
     step = jnp.clip(jnp.minimum(step, trust), 1e-30, 1e30)
-    applied = step * (multiplier(state.count) if callable(multiplier)
-                      else multiplier)
+    applied = _multiplied(state, step)
     new_updates = jax.tree.map(
         lambda d: None if d is None else (-applied).astype(d.dtype) * d,
         direction,
         is_leaf=lambda d: d is None,
     )
-    return new_updates, AutoStepState(
+    return new_updates, state._replace(
         inner_state=inner_state,
         previous_gradients=optax.tree.cast_like(updates,
                                                 state.previous_gradients),
@@ -336,6 +432,115 @@ def scale_by_auto_step(
         count=optax.safe_increment(state.count),
         cuts=state.cuts + cut_now.astype(jnp.int32),
         spikes=state.spikes + (spike & cut_now).astype(jnp.int32),
+    )
+
+  def _full_batch_update(updates, state, params, value, restart, extra_args):
+    first = state.count == 0
+    loss = _loss_trend.scalar_loss(value, "scale_by_auto_step").astype(dtype())
+    template = params if params is not None else updates
+    base_gradients = state.previous_gradients
+    base_momentum = momentum_of(state.inner_state, template)
+    # The last step from the base point, D = a g_b + b m_b.
+    a, b = state.step_coefficients[0], state.step_coefficients[1]
+    combine = lambda a, b: jax.tree.map(
+        lambda h, m: a.astype(h.dtype) * h + b.astype(h.dtype) * m.astype(
+            h.dtype), base_gradients, base_momentum)
+    gradient_change = jax.tree.map(lambda g, h: g - h.astype(g.dtype),
+                                   updates, base_gradients)
+    gradient_change_squared = norm_squared(gradient_change)
+    secant = inner_product(gradient_change, combine(a, b))
+    finite = jnp.isfinite(loss) & jnp.isfinite(gradient_change_squared)
+    rejected = ~first & ~(finite & (loss <= state.base_loss))
+
+    # Accepted: the BB2 step along the last step, uncapped.
+    curvature = jnp.where(
+        secant > 0, gradient_change_squared / _positive(secant), 0.0
+    )
+    step = jnp.where(curvature > 0, curvature_factor / _positive(curvature),
+                     2.0 * state.step_size)
+    # At the first update g_b = 0, so ||g_0||^2 is the gradient change.
+    param_norm = (
+        jnp.zeros([], dtype()) if params is None
+        else jnp.sqrt(norm_squared(params))
+    )
+    first_step = initial_step * jnp.maximum(1.0, param_norm) / _positive(
+        jnp.sqrt(gradient_change_squared))
+    step = jnp.clip(jnp.where(first, first_step, step), 1e-30, 1e30)
+    applied = _multiplied(state, step)
+    # The step scales the gradient before the momentum: with a step that
+    # changes by orders of magnitude between updates, the momentum carries
+    # past steps (the two-sequence form), not past gradients.
+    scaled = jax.tree.map(lambda g: applied.astype(g.dtype) * g, updates)
+    direction, inner_state = inner.update(
+        scaled, state.inner_state, params, restart=restart, value=value,
+        **extra_args
+    )
+    # The inner direction is d = s + mu m (s the scaled gradient, m the
+    # buffer): mu, so that the next update can rebuild this step.
+    momentum = momentum_of(inner_state, template)
+    momentum_squared = norm_squared(momentum)
+    extrapolation = jnp.where(
+        momentum_squared > 0,
+        inner_product(
+            jax.tree.map(lambda d, s: d - s, direction, scaled), momentum
+        ) / _positive(momentum_squared),
+        0.0,
+    )
+
+    # Rejected: back along D to the minimiser of the quadratic through f_b,
+    # <g_b, D> and f_k; if D does not descend from y_b, a gradient step from
+    # y_b instead, with the momentum restarted.
+    excess = loss - state.base_loss - state.base_slope
+    backtrack = jnp.where(
+        excess > 0, -state.base_slope / (2.0 * _positive(excess)), 0.5
+    )
+    backtrack = jnp.where(finite, jnp.clip(backtrack, 0.1, 0.5), 0.1)
+    descends = state.base_slope < 0
+    fallback_step = jnp.where(finite, 0.5, 0.1) * state.step_size
+    base_gradient_squared = norm_squared(base_gradients)
+    rejected_coefficients = jnp.where(
+        descends, backtrack * state.step_coefficients,
+        jnp.stack([-fallback_step, jnp.zeros_like(fallback_step)]),
+    )
+    # From y_k = y_b + D, the new point y_b + D' is D' - D away.
+    shift = rejected_coefficients - state.step_coefficients
+    back = combine(shift[0], shift[1])
+
+    new_updates = jax.tree.map(
+        lambda d, r: jnp.where(rejected, r.astype(d.dtype), -d),
+        direction, back,
+    )
+    keep = lambda old, new: jnp.where(rejected, old, new)
+    return new_updates, state._replace(
+        inner_state=_restart._select(rejected, state.inner_state,
+                                     inner_state),
+        previous_gradients=jax.tree.map(
+            lambda h, g: jnp.where(rejected, h, g.astype(h.dtype)),
+            base_gradients, updates,
+        ),
+        step_size=keep(
+            jnp.where(descends, backtrack * state.step_size, fallback_step),
+            step),
+        curvature=keep(state.curvature, curvature),
+        growth=keep(jnp.where(descends, backtrack, 0.5),
+                    jnp.where(first, jnp.inf,
+                              step / _positive(state.step_size))),
+        previous_step_norm_squared=keep(
+            jnp.where(descends,
+                      backtrack**2 * state.previous_step_norm_squared,
+                      fallback_step**2 * base_gradient_squared),
+            norm_squared(direction),
+        ),
+        restart_pending=rejected & ~descends,
+        count=optax.safe_increment(state.count),
+        base_loss=keep(state.base_loss, loss),
+        step_coefficients=keep(rejected_coefficients,
+                               jnp.stack([-applied, -extrapolation])),
+        base_slope=keep(
+            jnp.where(descends, backtrack * state.base_slope,
+                      -fallback_step * base_gradient_squared),
+            -inner_product(updates, direction)),
+        rejections=state.rejections + rejected.astype(jnp.int32),
     )
 
   def _spike(state, loss):
@@ -389,6 +594,7 @@ class AutoStep(NamedTuple):
   loss_smoothing: float = 0.9
   spike_ratio: float = 2.0
   noise_tolerance: float = 3.0
+  full_batch: bool = False
   multiplier: optax.ScalarOrSchedule = 1.0
 
 
@@ -402,6 +608,7 @@ def auto_step(
     loss_smoothing: float = 0.9,
     spike_ratio: float = 2.0,
     noise_tolerance: float = 3.0,
+    full_batch: bool = False,
     multiplier: optax.ScalarOrSchedule = 1.0,
 ) -> AutoStep:
   """Settings of an automatic step for ``nagd.nagd(learning_rate=...)``.
@@ -424,6 +631,7 @@ def auto_step(
       loss_smoothing=loss_smoothing,
       spike_ratio=spike_ratio,
       noise_tolerance=noise_tolerance,
+      full_batch=full_batch,
       multiplier=multiplier,
   )
 

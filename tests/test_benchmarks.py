@@ -16,6 +16,7 @@ from benchmarks import step_cost
 from benchmarks import training
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_convergence_problems_and_counts():
   diagonal = convergence.quadratic(1e2)
@@ -40,6 +41,7 @@ def test_worst_case_bound_matches_its_definition():
   assert gap(bound) <= 1e-3 < gap(bound - 1)
 
 
+@pytest.mark.slow
 def test_step_cost_steps_run_for_every_optimizer():
   params = {"a": jnp.ones(64), "b": jnp.ones((4, 8))}
   grads = jax.tree.map(lambda p: 0.1 * p, params)
@@ -71,6 +73,7 @@ def test_training_optimizers_equal_their_uninjected_selves():
       np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_run_reports_steps_and_seconds():
   task = training.digits_task()
   task["target"] = 0.5

@@ -63,7 +63,17 @@ OPTIMIZERS = {
 }
 
 
-@pytest.fixture(params=sorted(OPTIMIZERS))
+# Each check compiles its optimizer anew. The quick run (-m "not slow") checks
+# three (the trace, nagd, schedules, weight decay, restart by the loss and by
+# the momentum, the loss statistics); the full run checks every optimizer.
+QUICK = ("nagd_schedules_weight_decay", "restart_loss_smoothed",
+         "restart_gradient")
+
+
+@pytest.fixture(params=[
+    pytest.param(name, marks=() if name in QUICK else pytest.mark.slow)
+    for name in sorted(OPTIMIZERS)
+])
 def optimizer(request):
   return optax.with_extra_args_support(OPTIMIZERS[request.param]())
 
@@ -165,11 +175,14 @@ def test_multi_steps_averages_gradients(optimizer):
   every_k = 3
   params = _params()
   accumulated = optax.MultiSteps(optimizer, every_k_schedule=every_k)
+  # MultiSteps branches with lax.cond, which outside jit compiles the inner
+  # optimizer anew at every call; jitted, it compiles once.
+  accumulated_update = jax.jit(accumulated.update)
   state = accumulated.init(params)
   plain_state = optimizer.init(params)
   expected = params
   for k in range(2 * every_k):
-    updates, state = accumulated.update(
+    updates, state = accumulated_update(
         _grads(params, k), state, params, value=_value(k)
     )
     params = optax.apply_updates(params, updates)
@@ -248,11 +261,15 @@ def test_empty_parameter_tree(optimizer):
 
 def test_apply_if_finite_skips_non_finite_gradients(optimizer):
   guarded = optax.apply_if_finite(optimizer, max_consecutive_errors=3)
+  # apply_if_finite branches with lax.cond, which outside jit compiles the
+  # inner optimizer anew at every call; jitted, both calls share one.
+  update = jax.jit(guarded.update)
   params = _params()
   state = guarded.init(params)
-  params, state, _ = _step(guarded, params, state, 0)
+  updates, state = update(_grads(params, 0), state, params, value=_value(0))
+  params = optax.apply_updates(params, updates)
   bad = jax.tree.map(lambda p: jnp.full_like(p, jnp.nan), params)
-  updates, bad_state = guarded.update(bad, state, params, value=1.0)
+  updates, bad_state = update(bad, state, params, value=_value(1))
   assert all(jnp.all(u == 0) for u in jax.tree.leaves(updates))
   chex.assert_trees_all_equal(bad_state.inner_state, state.inner_state)
   assert int(bad_state.notfinite_count) == 1

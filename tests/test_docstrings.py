@@ -14,9 +14,17 @@ MODULES = sorted(
         nagd_optax.__path__, prefix=nagd_optax.__name__ + "."
     )
 )
+# Seconds each: they load every bundled data set, compile the CNN, or run
+# two restart schemes for 150 steps op by op; tests/test_problems.py and
+# tests/test_restart.py check the same, more quickly.
+SLOW = {"nagd_optax.problems._data", "nagd_optax.problems._cnn",
+        "nagd_optax._restart"}
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+    for name in MODULES
+])
 def test_docstring_examples(name):
   module = importlib.import_module(name)
   result = doctest.testmod(

@@ -87,6 +87,7 @@ def test_git_ignores_the_run_directory():
     assert ignored.returncode == 0, f"git does not ignore {path}"
 
 
+@pytest.mark.slow
 def test_digits_demo(tmp_path, monkeypatch):
   digits = fork("digits", tmp_path / "fork")
   monkeypatch.chdir(tmp_path)

@@ -18,6 +18,7 @@ from unittest import mock
 
 from absl.testing import parameterized
 import jax.numpy as jnp
+import pytest
 from optax.contrib import _common_test as optax_checks
 
 import nagd_optax as nagd
@@ -69,6 +70,7 @@ def _optax_check(name):
   return getattr(optax_checks.ContribTest, f"{name}0").__wrapped__
 
 
+@pytest.mark.slow  # ~150 compilations, and 30,000-step convergence scans
 class OptaxCommonChecks(parameterized.TestCase):
   """Each test is Optax's, parameterized over this library's optimizers."""
 

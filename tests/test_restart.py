@@ -308,6 +308,7 @@ def no_restart_run():
   return _minibatch_least_squares(nagd.nagd(0.05, 0.99))
 
 
+@pytest.mark.slow  # three 3000-step least-squares runs, each compiled
 def test_raw_loss_test_fires_on_about_every_other_minibatch(no_restart_run):
   restarts, _ = _minibatch_least_squares(
       nagd.nagd(0.05, 0.99, restart="loss")
@@ -315,6 +316,7 @@ def test_raw_loss_test_fires_on_about_every_other_minibatch(no_restart_run):
   assert restarts > 0.4 * 3000
 
 
+@pytest.mark.slow
 def test_smoothed_loss_restarts_rarely_and_converges_as_well(no_restart_run):
   restarts, excess = _minibatch_least_squares(
       nagd.nagd(0.05, 0.99, restart="loss", loss_smoothing=0.98)

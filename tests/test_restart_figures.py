@@ -75,6 +75,7 @@ def _rosenbrock():
   return problem.f, problem.grad, problem.value_and_grad, problem.x0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kappa", [1e2, 1e3, 1e4, 1e5])
 @pytest.mark.parametrize("criterion", sorted(CRITERIA))
 def test_quadratic_table(criterion, kappa):
@@ -105,6 +106,7 @@ def test_iterates_equal_the_reference(criterion):
   chex.assert_trees_all_close(ours, expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regularization", sorted(PUBLISHED_LOGISTIC_F_STAR))
 @pytest.mark.parametrize("criterion", ["gradient", "gradient_paper", "loss"])
 def test_logistic_regression(regularization, criterion):
@@ -128,6 +130,7 @@ def test_logistic_regression(regularization, criterion):
     assert ours == pytest.approx(published, rel=0.03)
 
 
+@pytest.mark.slow
 def test_logistic_regression_gradient_descent():
   problem = nagd.problems.breast_cancer_logistic(1e-3)
   f_star = PUBLISHED_LOGISTIC_F_STAR[1e-3]
@@ -144,6 +147,7 @@ def test_logistic_regression_gradient_descent():
   assert ours == pytest.approx(PUBLISHED_LOGISTIC_GD[1e-3], rel=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("criterion", ["loss", "gradient"])
 def test_rosenbrock_restart(criterion):
   f, grad, value_and_grad, x0 = _rosenbrock()
@@ -157,6 +161,7 @@ def test_rosenbrock_restart(criterion):
   assert ours == pytest.approx(PUBLISHED_ROSENBROCK["restart"], rel=0.03)
 
 
+@pytest.mark.slow
 def test_rosenbrock_without_restart():
   f, grad, value_and_grad, x0 = _rosenbrock()
   stop = lambda value: value <= 1e-10
@@ -177,6 +182,7 @@ def test_rosenbrock_without_restart():
                                            rel=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "optimizer",
     [

@@ -30,6 +30,7 @@ def _run(case):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sharding_cases_names.CASES)
 def test_sharding_case(case):
   result = _run(case)
