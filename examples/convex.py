@@ -20,7 +20,8 @@ runs/convex/convex.png under the current directory (git-ignored);
 README links to. Both problems come from nagd_optax.problems, which cites
 their sources.
 
-Takes about 15 s on the 2-core CPU the README was measured on.
+Takes about 10 s of CPU on the 2-core CPU the README was measured on
+(``/usr/bin/time``: 10 s of CPU, 20 s wall under a load average of 7).
 
 Run:  python examples/convex.py [--regularization 1e-3] [--kappa 1e4]
       [--interval 100] [--seed 0] [--write-results]

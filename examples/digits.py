@@ -20,8 +20,8 @@ runs/digits/ under the current directory (git-ignored);
 --write-results writes them to examples/results/ instead, the copies the
 README shows.
 
-Takes about 50 s (25 s of CPU time) on the 2-core CPU the README was
-measured on, shared with other work.
+Takes about 30 s on the 2-core CPU the README was measured on
+(``/usr/bin/time``: 32 s wall, 29 s of CPU, at a load average of 0.4-2.3).
 
 Run:  python examples/digits.py [--steps 400] [--seed 0] [--write-results]
 """

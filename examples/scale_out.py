@@ -29,7 +29,8 @@ nagd adds nothing host-specific: its state is replicated like the parameters
 (or sharded like them, under ``NamedSharding`` parameters), and its restart
 decisions are scalars computed identically everywhere.
 
-Run:  python examples/scale_out.py [--steps 200]
+Run:  python examples/scale_out.py [--steps 200] [--momentum 0.99]
+      [--checkpoint-dir DIR]  (default: a temporary directory, removed)
 """
 
 from __future__ import annotations
