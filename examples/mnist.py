@@ -40,7 +40,8 @@ def loss_fn(model, images, labels):
 
 @nnx.jit
 def train_step(model, optimizer, images, labels):
-  """One step; the loss is passed on as ``value=`` (nagd's loss restart)."""
+  """One step; the loss goes to the optimizer as ``value=`` (which
+  restart="loss" would need; restart="gradient" does not)."""
   (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
       model, images, labels
   )
