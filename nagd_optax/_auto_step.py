@@ -16,7 +16,7 @@ _MIN_LOSSES = 5
 
 
 class AutoStepState(NamedTuple):
-  """State of :func:`scale_by_auto_step`.
+  r"""State of :func:`scale_by_auto_step`.
 
   Attributes:
     inner_state: the wrapped transformation's state (the momentum).
@@ -174,7 +174,13 @@ def scale_by_auto_step(
   :math:`f_b`, :math:`\langle g_b, D_k \rangle` and :math:`f_k` (0.1 for a
   non-finite loss). A rejected update leaves ``inner``'s state (the
   momentum) and the base point as they were, and scales :math:`D` and
-  :math:`\lambda` by :math:`t`. The trust region and the loss guards are
+  :math:`\lambda` by :math:`t`. If :math:`D_k` does not descend from the
+  base point (:math:`\langle g_b, D_k \rangle \ge 0`, which momentum can
+  cause), it goes instead to the gradient step
+  :math:`y_b - \lambda' g_b`, :math:`\lambda' = \lambda_{k-1}/2`
+  (:math:`/10` for a non-finite loss), and the momentum restarts at the
+  next accepted update (as does one asked for with ``restart=True`` on a
+  rejected update). The trust region and the loss guards are
   off. The one stored gradient is :math:`g_b`, and :math:`D_k` is rebuilt
   from it and the momentum buffer :math:`m_b` of ``inner`` (its field
   ``trace``, as :func:`nagd_optax.nesterov_trace` has), whose direction is
@@ -191,7 +197,9 @@ def scale_by_auto_step(
       inside it.
     initial_step: :math:`\lambda_0` relative to the scale of the problem:
       the first update moves the parameters by
-      ``initial_step * max(1, ||y_0||)``. Only the first update uses it.
+      ``initial_step * max(1, ||y_0||)`` (with ``full_batch``, the gradient
+      part of it does: the momentum then adds :math:`\mu_0` times as much,
+      none with ``nesterov_momentum()``). Only the first update uses it.
     curvature_factor: :math:`c` in :math:`\lambda \le c / L_k`.
     trust_ratio: :math:`\tau`, the largest fraction of
       :math:`\max(\|y_k\|, \|y_0\|)` one update moves the parameters by.
@@ -531,7 +539,9 @@ def scale_by_auto_step(
                       fallback_step**2 * base_gradient_squared),
             norm_squared(direction),
         ),
-        restart_pending=rejected & ~descends,
+        # A restart asked for (or owed to a non-descending step) waits for
+        # the next accepted update: a rejected one discards inner's update.
+        restart_pending=rejected & (restart | ~descends),
         count=optax.safe_increment(state.count),
         base_loss=keep(state.base_loss, loss),
         step_coefficients=keep(rejected_coefficients,
