@@ -200,7 +200,7 @@ def scale_by_auto_step(
       ``initial_step * max(1, ||y_0||)`` (with ``full_batch``, the gradient
       part of it does: the momentum then adds :math:`\mu_0` times as much,
       none with ``nesterov_momentum()``). Only the first update uses it.
-    curvature_factor: :math:`c` in :math:`\lambda \le c / L_k`.
+    curvature_factor: :math:`c > 0` in :math:`\lambda \le c / L_k`.
     trust_ratio: :math:`\tau`, the largest fraction of
       :math:`\max(\|y_k\|, \|y_0\|)` one update moves the parameters by.
       ``float("inf")`` switches the trust region off.
@@ -260,6 +260,8 @@ def scale_by_auto_step(
   if _validation.concrete_number(initial_step) == 0.0:
     raise ValueError("initial_step must be > 0, got 0.")
   _validation.check_at_least(curvature_factor, "curvature_factor", 0.0)
+  if _validation.concrete_number(curvature_factor) == 0.0:
+    raise ValueError("curvature_factor must be > 0, got 0.")
   if _validation.concrete_number(trust_ratio) != float("inf"):
     _validation.check_at_least(trust_ratio, "trust_ratio", 0.0)
   _validation.check_at_least(slow_growth, "slow_growth", 1.0)
@@ -276,7 +278,9 @@ def scale_by_auto_step(
   dtype = _loss_trend.widest_float
 
   def momentum_of(inner_state, params):
-    """The momentum buffer of ``inner`` (zeros where masked out)."""
+    """The momentum buffer of ``inner`` (zeros where ``inner`` masks a
+    parameter out; a parameter masked out around this transformation, by an
+    ``optax.masked`` outside it, stays a ``MaskedNode``)."""
     buffers = _restart._buffers_named("trace")(inner_state)
     if not buffers:
       raise ValueError(
@@ -287,7 +291,7 @@ def scale_by_auto_step(
     merged = _restart._one_buffer_per_parameter(buffers, params)
     return jax.tree.map(
         lambda m, p: jnp.zeros_like(p) if isinstance(m, optax.MaskedNode)
-        else m,
+        and not isinstance(p, optax.MaskedNode) else m,
         merged, params, is_leaf=lambda m: isinstance(m, optax.MaskedNode),
     )
 
@@ -444,7 +448,8 @@ def scale_by_auto_step(
 
   def _full_batch_update(updates, state, params, value, restart, extra_args):
     first = state.count == 0
-    loss = _loss_trend.scalar_loss(value, "scale_by_auto_step").astype(dtype())
+    loss = _loss_trend.scalar_loss(
+        value, "scale_by_auto_step(full_batch=True)").astype(dtype())
     template = params if params is not None else updates
     base_gradients = state.previous_gradients
     base_momentum = momentum_of(state.inner_state, template)

@@ -72,8 +72,10 @@ class _Minibatch:
 
   def __init__(self, momentum, initial_step=1e-6, curvature_factor=1.0,
                trust_ratio=0.02, slow_growth=1.01, cut=0.5,
-               loss_smoothing=0.9, spike_ratio=2.0, noise_tolerance=3.0):
+               loss_smoothing=0.9, spike_ratio=2.0, noise_tolerance=3.0,
+               multiplier=lambda k: 1.0, gradient_restart=False):
     self.mu, self.initial_step, self.c = momentum, initial_step, curvature_factor
+    self.multiplier, self.gradient_restart = multiplier, gradient_restart
     self.tau, self.slow_growth, self.cut = trust_ratio, slow_growth, cut
     self.s, self.ratio, self.z = loss_smoothing, spike_ratio, noise_tolerance
     self.trend, self.log_trend = _Trend(self.s), _Trend(self.s)
@@ -146,11 +148,13 @@ class _Minibatch:
     step = min(max(step, 1e-30), 1e30)
     self.theta = math.inf if first else step / self.step
     self.step = step
-    self.last_move = step * d_norm
+    applied = self.multiplier(self.k) * step
+    self.last_move = applied * d_norm
     self.previous_gradient = g
-    self.restart_next = rose
+    # O'Donoghue & Candes' gradient scheme: the momentum points uphill.
+    self.restart_next = rose or (self.gradient_restart and g @ self.m < 0)
     self.k += 1
-    return -step * d
+    return -applied * d
 
 
 # ---------------------------------------------------------------------------
@@ -294,7 +298,8 @@ def _quadratic_loss(y):
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("y0_scale", [0.0, 1.0, 30.0])
+@pytest.mark.parametrize("y0_scale", [
+    0.0, pytest.param(1.0, marks=pytest.mark.slow), 30.0])
 def test_minibatch_rule_without_loss_matches_reference(y0_scale):
   """No value=: AdGD's step with the sqrt(1 + theta) growth, the relative
   first step and the trust region (off from y0 = 0; binding from far)."""
@@ -353,6 +358,7 @@ def test_minibatch_guards_match_reference():
         1 + 1e-12)
 
 
+@pytest.mark.slow  # a compilation; the guards are checked quick above
 @pytest.mark.usefixtures("x64")
 def test_minibatch_non_finite_loss_is_a_spike():
   losses = 5.0 * 0.98 ** np.arange(30)
@@ -376,6 +382,7 @@ def _full_batch(momentum, restart=None):
   return nagd.nagd(nagd.auto_step(full_batch=True), momentum, restart=restart)
 
 
+@pytest.mark.slow  # two compilations; the quadratic is quick
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("momentum", ["nesterov", 0.9])
 def test_full_batch_rule_on_rosenbrock_matches_reference(momentum):
@@ -447,3 +454,329 @@ def test_full_batch_restart_waits_for_an_accepted_update():
   assert records["restarts"][-1] == reference.restarts
   np.testing.assert_allclose(records["step_size"], expected_steps, rtol=1e-9)
   np.testing.assert_allclose(iterates, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow  # a compilation
+@pytest.mark.usefixtures("x64")
+def test_weight_decay_multiplier_and_gradient_restart_compose():
+  """nagd("auto") with a coupled weight decay (the gradient the step sees
+  is g + wd y), a multiplier schedule (the estimate is of the step before
+  it: the last move is multiplier * lambda * ||d||) and the gradient
+  restart criterion, against the reference."""
+  weight_decay = 0.05
+  # (optax.linear_schedule would round to float32 at an int32 count.)
+  multiplier = lambda k: 1.0 / (1.0 + 0.05 * k)
+  optimizer = nagd.nagd(nagd.auto_step(multiplier=multiplier), 0.9,
+                        restart="gradient", weight_decay=weight_decay)
+  losses = _guarded_losses()[:60]
+  y0 = np.zeros(6)  # no trust region: the momentum overshoots
+  iterates, records, _ = _run(optimizer, _quadratic_gradient, y0, 60,
+                              losses=losses)
+  reference = _Minibatch(0.9, multiplier=multiplier,
+                         gradient_restart=True)
+  decayed = lambda y: _quadratic_gradient(y) + weight_decay * y
+  expected, expected_steps, _ = _reference_run(reference, decayed, y0, 60,
+                                               losses=losses)
+  assert reference.restarts > reference.spikes  # the criterion fired too
+  np.testing.assert_allclose(records["step_size"], expected_steps, rtol=1e-9)
+  np.testing.assert_allclose(iterates, expected, rtol=1e-9, atol=1e-12)
+  assert records["restarts"][-1] == reference.restarts
+
+
+@pytest.mark.slow  # 300 steps
+@pytest.mark.usefixtures("x64")
+def test_loss_restart_composes():
+  """restart="loss" restarts on raw rises of a full-batch loss, on top of
+  the guards' restarts, and the run still converges."""
+  optimizer = nagd.nagd("auto", 0.9, restart="loss")
+  y0 = np.ones(6)
+  iterates, records, _ = _run(optimizer, _quadratic_gradient, y0, 300,
+                              loss=_quadratic_loss)
+  assert records["restarts"][-1] > records["cuts"][-1]
+  assert _quadratic_loss(iterates[-1]) < 1e-8 * _quadratic_loss(y0)
+
+
+# ---------------------------------------------------------------------------
+# 3. The guarantees, in closed form.
+
+
+def _plain_auto(curvature_factor=1.0, **settings):
+  """The rule with momentum 0 and no trust region: AdGD itself."""
+  return nagd.nagd(nagd.auto_step(curvature_factor=curvature_factor,
+                                  trust_ratio=float("inf"), **settings), 0.0)
+
+
+@pytest.mark.usefixtures("x64")
+def test_curvature_is_exact_on_a_one_dimensional_quadratic():
+  """f(y) = L/2 (y - 1)^2: the gradient change over the step is L times
+  the step, so L_k = L at every update after the first (the step is c/L
+  with c = 1/2, which halves the distance to the minimum each time)."""
+  curvature = 7.0
+  gradient = lambda y: curvature * (y - 1.0)
+  # 15 halvings: further on, y - 1 cancels digits of the gradient.
+  _, records, _ = _run(_plain_auto(0.5), gradient, np.zeros(1), 15)
+  np.testing.assert_allclose(records["curvature"][1:], curvature, rtol=1e-10)
+  np.testing.assert_allclose(records["step_size"][1:], 0.5 / curvature,
+                             rtol=1e-10)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_adgd_bounds_on_a_diagonal_quadratic(momentum):
+  """Malitsky & Mishchenko's lemmas: mu <= L_k <= L, so with c = 1/2 the
+  step never falls below 1/(2L) after the first update (by induction:
+  sqrt(1 + theta) > 1), and it grows by at most sqrt(1 + theta_{k-1})."""
+  largest, smallest = _CURVATURES.max(), _CURVATURES.min()
+  optimizer = nagd.nagd(nagd.auto_step(curvature_factor=0.5,
+                                       trust_ratio=float("inf")), momentum)
+  _, records, _ = _run(optimizer, _quadratic_gradient, np.full(6, 5.0), 60)
+  curvatures, steps = records["curvature"][1:], records["step_size"]
+  measured = curvatures > 0  # 0: the gradient did not change (converged)
+  assert measured.sum() >= 30
+  assert np.all(curvatures[measured] <= largest * (1 + 1e-12))
+  assert np.all(curvatures[measured] >= smallest * (1 - 1e-12))
+  assert np.all(steps[1:] >= 0.5 / largest * (1 - 1e-12))
+  theta = steps[1:] / steps[:-1]
+  assert np.all(theta[1:] <= np.sqrt(1 + theta[:-1]) * (1 + 1e-12))
+
+
+@pytest.mark.slow  # a compilation
+@pytest.mark.usefixtures("x64")
+def test_bb2_curvature_lies_between_mu_and_l():
+  """Full batch: ||delta||^2 / <delta, D> = D'A^2D / D'AD on a quadratic,
+  a Rayleigh quotient of A, so in [mu, L]."""
+  optimizer = _full_batch(nagd.schedules.nesterov_momentum(),
+                          restart="gradient")
+  _, records, _ = _run(optimizer, _quadratic_gradient, np.full(6, 5.0), 80,
+                       loss=_quadratic_loss)
+  curvatures = records["curvature"]
+  measured = curvatures > 0
+  assert measured.sum() >= 40
+  assert np.all(curvatures[measured] <= _CURVATURES.max() * (1 + 1e-12))
+  assert np.all(curvatures[measured] >= _CURVATURES.min() * (1 - 1e-12))
+
+
+@pytest.mark.slow  # four compilations
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("full_batch", [False, True])
+@pytest.mark.parametrize("scale", [0.3, 4.0])
+def test_first_step_is_relative_to_the_parameters(full_batch, scale):
+  """lambda_0 = initial_step * max(1, ||y_0||) / ||g_0|| (momentum 0)."""
+  y0 = scale * np.linspace(1.0, 2.0, 6) / np.linalg.norm(np.linspace(1, 2, 6))
+  optimizer = nagd.nagd(nagd.auto_step(initial_step=1e-3,
+                                       full_batch=full_batch), 0.0)
+  params = jnp.asarray(y0)
+  state = optimizer.init(params)
+  updates, state = optimizer.update(
+      jnp.asarray(_quadratic_gradient(y0)), state, params,
+      value=_quadratic_loss(y0))
+  expected = 1e-3 * max(1.0, scale) / np.linalg.norm(_quadratic_gradient(y0))
+  assert float(optax.tree.get(state, "step_size")) == pytest.approx(
+      expected, rel=1e-12)
+  assert np.linalg.norm(updates) == pytest.approx(1e-3 * max(1.0, scale),
+                                                  rel=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# 4. Conventions (the generic ones run in tests/test_conventions.py).
+
+
+def _params(dtype=jnp.float32):
+  return {"w": jnp.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4),
+          "b": jnp.array([0.5, -0.25, 1.0], dtype=dtype)}
+
+
+def _tree_loss(params):
+  return sum(jnp.sum((p.astype(jnp.promote_types(p.dtype, jnp.float32))
+                      - 0.3) ** 2)
+             for p in jax.tree.leaves(params))
+
+
+AUTO_OPTIMIZERS = {
+    "minibatch": lambda: nagd.nagd("auto"),
+    "full_batch": lambda: nagd.nagd(
+        nagd.auto_step(full_batch=True), nagd.schedules.nesterov_momentum(),
+        restart="gradient"),
+}
+
+
+@pytest.mark.slow  # four compilations
+@pytest.mark.parametrize("mode", sorted(AUTO_OPTIMIZERS))
+def test_jit_compiles_once_and_keeps_dtypes(mode):
+  optimizer = AUTO_OPTIMIZERS[mode]()
+
+  @jax.jit
+  def step(params, state):
+    value, grads = jax.value_and_grad(_tree_loss)(params)
+    updates, state = optimizer.update(grads, state, params, value=value)
+    return optax.apply_updates(params, updates), state, updates
+
+  for dtype in (jnp.float32, jnp.bfloat16):
+    params = _params(dtype)
+    state = optimizer.init(params)
+    params, state, _ = step(params, state)
+    with conftest.log_compilations() as compilations:
+      for _ in range(3):
+        new_params, new_state, updates = step(params, state)
+        chex.assert_trees_all_equal_dtypes(updates, params)
+        chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
+        chex.assert_trees_all_equal_dtypes(new_params, params)
+        params, state = new_params, new_state
+    assert not compilations, "the update recompiles on later calls"
+
+
+@pytest.mark.slow  # unjitted updates
+@pytest.mark.parametrize("mode", sorted(AUTO_OPTIMIZERS))
+def test_state_fields_are_readable_with_optax_tree_get(mode):
+  optimizer = optax.chain(optax.clip_by_global_norm(10.0),
+                          AUTO_OPTIMIZERS[mode]())
+  params = _params()
+  state = optimizer.init(params)
+  for _ in range(3):
+    value, grads = jax.value_and_grad(_tree_loss)(params)
+    updates, state = optimizer.update(grads, state, params, value=value)
+    params = optax.apply_updates(params, updates)
+  for name in ("step_size", "curvature", "cuts", "spikes", "rejections"):
+    assert optax.tree.get(state, name).shape == ()
+  assert float(optax.tree.get(state, "step_size")) > 0
+  assert float(optax.tree.get(state, "curvature")) > 0
+
+
+@pytest.mark.slow  # unjitted updates
+def test_inject_hyperparams_injects_the_momentum():
+  """learning_rate=nagd.auto_step() is static (not a number); the momentum
+  is injected, and the run equals the plain optimizer's."""
+  injected = optax.inject_hyperparams(nagd.nagd)(
+      learning_rate=nagd.auto_step(), momentum=0.9)
+  plain = nagd.nagd(nagd.auto_step(), 0.9)
+  params = plain_params = _params()
+  state, plain_state = injected.init(params), plain.init(params)
+  for _ in range(5):
+    value, grads = jax.value_and_grad(_tree_loss)(params)
+    updates, state = injected.update(grads, state, params, value=value)
+    params = optax.apply_updates(params, updates)
+    value, grads = jax.value_and_grad(_tree_loss)(plain_params)
+    updates, plain_state = plain.update(grads, plain_state, plain_params,
+                                        value=value)
+    plain_params = optax.apply_updates(plain_params, updates)
+  assert set(state.hyperparams) == {"momentum"}
+  chex.assert_trees_all_close(params, plain_params, rtol=1e-6)
+  assert float(optax.tree.get(state, "step_size")) == pytest.approx(
+      float(optax.tree.get(plain_state, "step_size")), rel=1e-6)
+
+
+@pytest.mark.slow  # two compilations
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("mode", sorted(AUTO_OPTIMIZERS))
+def test_multi_steps_equals_the_mean_gradient(mode):
+  """optax.MultiSteps(every_k=2) equals the optimizer fed the mean gradient
+  (and the loss of the step that completes the accumulation). In float64,
+  accumulator included: the curvature estimate after the tiny first step
+  divides by a gradient change of 1e-7 relative, which would magnify
+  float32 rounding of the mean to 1e-1."""
+  optimizer = AUTO_OPTIMIZERS[mode]()
+  accumulated = optax.MultiSteps(optimizer, every_k_schedule=2,
+                                 accumulator_dtype=jnp.float64)
+  update = jax.jit(accumulated.update)
+  params = expected = _params(jnp.float64)
+  state, plain_state = accumulated.init(params), optimizer.init(params)
+  shifts = (0.1, -0.2)
+  for k in range(6):
+    loss = lambda p, k=k: _tree_loss(p) + shifts[k % 2] * sum(
+        jnp.sum(x) for x in jax.tree.leaves(p))
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, state = update(grads, state, params, value=value)
+    params = optax.apply_updates(params, updates)
+    if k % 2 == 1:
+      mean = jax.tree.map(lambda g: g + sum(shifts) / 2,
+                          jax.grad(_tree_loss)(expected))
+      updates, plain_state = optimizer.update(mean, plain_state, expected,
+                                              value=value)
+      expected = optax.apply_updates(expected, updates)
+    chex.assert_trees_all_close(params, expected, rtol=1e-8, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# 5. Memory: two parameter-sized buffers, Adam's footprint.
+
+
+def _parameter_sized(state, params):
+  sizes = sorted(p.size for p in jax.tree.leaves(params))
+  big = [x for x in jax.tree.leaves(state) if x.size > 2]
+  small = [x for x in jax.tree.leaves(state) if x.size <= 2]
+  return sorted(x.size for x in big), sizes, small
+
+
+@pytest.mark.parametrize("mode", sorted(AUTO_OPTIMIZERS))
+def test_state_holds_two_parameter_sized_buffers(mode):
+  params = {"w": jnp.zeros((64, 32)), "b": jnp.zeros(32),
+            "c": jnp.zeros((3, 5, 7))}
+  state = AUTO_OPTIMIZERS[mode]().init(params)
+  buffers, sizes, small = _parameter_sized(state, params)
+  assert buffers == sorted(2 * sizes)  # the trace and g_{k-1} (or g_b)
+  assert len(small) <= 40  # scalars (and full_batch's two coefficients)
+  adam_buffers, _, _ = _parameter_sized(optax.adam(1e-3).init(params),
+                                        params)
+  assert buffers == adam_buffers
+  state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
+  param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+  assert 2 * param_bytes <= state_bytes <= 2 * param_bytes + 40 * 8
+
+
+# ---------------------------------------------------------------------------
+# 6. Bad input.
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: nagd.nagd("Auto"), TypeError, "learning_rate.*'auto'"),
+        (lambda: nagd.nagd("automatic"), TypeError, "learning_rate.*'auto'"),
+        (lambda: nagd.nagd(nagd.auto_step), TypeError,
+         "learning_rate.*call it"),
+        (lambda: nagd.nagd(nagd.auto_step(full_batch=1)), TypeError,
+         "full_batch must be a bool"),
+        (lambda: nagd.nagd(nagd.auto_step(full_batch="yes")), TypeError,
+         "full_batch must be a bool"),
+        (lambda: nagd.nagd(nagd.auto_step(initial_step=-1e-3)), ValueError,
+         "initial_step"),
+        (lambda: nagd.nagd(nagd.auto_step(initial_step=0.0)), ValueError,
+         "initial_step must be > 0"),
+        (lambda: nagd.nagd(nagd.auto_step(curvature_factor=0.0)), ValueError,
+         "curvature_factor must be > 0"),
+        (lambda: nagd.nagd(nagd.auto_step(trust_ratio=-0.1)), ValueError,
+         "trust_ratio"),
+        (lambda: nagd.nagd(nagd.auto_step(slow_growth=0.9)), ValueError,
+         "slow_growth"),
+        (lambda: nagd.nagd(nagd.auto_step(cut=1.0)), ValueError, "cut"),
+        (lambda: nagd.nagd(nagd.auto_step(loss_smoothing=1.0)), ValueError,
+         "loss_smoothing"),
+        (lambda: nagd.nagd(nagd.auto_step(spike_ratio=0.5)), ValueError,
+         "spike_ratio"),
+        (lambda: nagd.nagd(nagd.auto_step(multiplier=-1.0)), ValueError,
+         "multiplier"),
+        (lambda: nagd.nagd("auto", loss_smoothing=0.9), ValueError,
+         "loss_smoothing"),
+        (lambda: nagd.scale_by_auto_step(
+            optax.scale_by_rms(), full_batch=True).init(jnp.ones(2)),
+         ValueError, "'trace'"),
+    ],
+)
+def test_bad_settings_raise_naming_the_argument(make, error, match):
+  with pytest.raises(error, match=match):
+    make()
+
+
+@pytest.mark.parametrize("value", [None, jnp.ones(2)])
+def test_full_batch_needs_a_scalar_loss(value):
+  optimizer = nagd.nagd(nagd.auto_step(full_batch=True))
+  params = jnp.ones(2)
+  state = optimizer.init(params)
+  with pytest.raises((TypeError, ValueError), match="value"):
+    optimizer.update(params, state, params, value=value)
+
+
+def test_trust_region_accepts_infinity_only_as_off():
+  nagd.nagd(nagd.auto_step(trust_ratio=float("inf")))
+  with pytest.raises(ValueError, match="trust_ratio"):
+    nagd.nagd(nagd.auto_step(trust_ratio=float("nan")))
