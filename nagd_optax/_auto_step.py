@@ -241,10 +241,13 @@ def scale_by_auto_step(
     ...     nagd.restart(nagd.nesterov_trace(0.9), "on_demand"))
     >>> x = jnp.zeros(2)
     >>> state = optimizer.init(x)
-    >>> for _ in range(200):
+    >>> @jax.jit
+    ... def step(x, state):
     ...   value, grads = jax.value_and_grad(loss)(x)
     ...   updates, state = optimizer.update(grads, state, x, value=value)
-    ...   x = optax.apply_updates(x, updates)
+    ...   return optax.apply_updates(x, updates), state
+    >>> for _ in range(200):
+    ...   x, state = step(x, state)
     >>> print(x.round(4))
     [1. 1.]
 
