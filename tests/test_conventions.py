@@ -53,10 +53,6 @@ OPTIMIZERS = {
         nagd.auto_step(full_batch=True), nagd.schedules.nesterov_momentum(),
         restart="gradient",
     ),
-    "auto_multiplier_weight_decay_loss": lambda: nagd.nagd(
-        nagd.auto_step(multiplier=optax.linear_schedule(1.0, 0.1, 10)), 0.9,
-        weight_decay=1e-3, restart="loss", loss_smoothing=0.9,
-    ),
     "plateau_in_chain": lambda: optax.chain(
         nagd.nagd(nagd.schedules.wsd(0.1, 2, 2, 2), 0.9),
         nagd.scale_on_plateau(0.5, patience=2),
