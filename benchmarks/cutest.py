@@ -641,7 +641,7 @@ def suspicious_f_star(problems, records, lowest) -> str:
       " (a few only by the rounding of the f* that sif2jax gives):\n",
       _common.markdown_table(
           ["problem", "f* (sif2jax)", "lowest value reached", "by",
-           "(f* - lowest) / max(1, |f*|)"], below) if below else "none",
+           "(f* - lowest) / max(1, abs(f*))"], below) if below else "none",
       "\nNot reached within 1e-3 by any method: a local minimum, a hard"
       " problem, or an f* below the minimum (PALMER5C carries PALMER4C's f*,"
       f" CHWIRUT1LS's is 1000x too small): {', '.join(above) or 'none'}.",
