@@ -30,8 +30,13 @@ def test_convergence_problems_and_counts():
   counts, curves = convergence.run_problem(diagonal, 10**4)
   assert counts["nagd + restart=gradient"][0] == pytest.approx(117, rel=0.03)
   assert all(len(c) == convergence.CURVE_STEPS for c in curves.values())
-  # Nothing beats the lower bound.
+  # Nothing beats the lower bound, the automatic step included.
   assert all(k is None or k >= diagonal["bound"] for k, _ in counts.values())
+  # The automatic step's cells carry its ratio to the known step 1/L.
+  known, _ = counts[convergence.KNOWN_STEP]
+  for name in (convergence.AUTO_FULL_BATCH, convergence.AUTO_DEFAULTS):
+    count, note = counts[name]
+    assert note == f"{count / known:.2f}x"
 
 
 def test_worst_case_bound_matches_its_definition():
