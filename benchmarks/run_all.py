@@ -3,13 +3,16 @@
 Run:  python -m benchmarks.run_all [--quick]
 
 --quick shrinks every benchmark (fewer problems, grids, rounds) to a few
-minutes in all; the committed results come from the full run.
+minutes in all, and leaves out the CUTEst benchmark (benchmarks.cutest:
+minutes from its cache, about 18 minutes cold); the committed results come
+from the full run.
 """
 
 import argparse
 import time
 
 from benchmarks import convergence
+from benchmarks import cutest
 from benchmarks import step_cost
 from benchmarks import training
 
@@ -21,9 +24,12 @@ def main(argv=None):
   args = parser.parse_args(argv)
   flags = (["--quick"] if args.quick else []) + (
       ["--no-write"] if args.no_write else [])
-  for benchmark in (convergence, step_cost, training):
+  runs = [(convergence, flags), (step_cost, flags), (training, flags)]
+  if not args.quick:  # the full suite only; it writes with --write-results
+    runs.append((cutest, [] if args.no_write else ["--write-results"]))
+  for benchmark, benchmark_flags in runs:
     start = time.perf_counter()
-    benchmark.main(flags)
+    benchmark.main(benchmark_flags)
     print(f"[{benchmark.__name__}: {time.perf_counter() - start:.0f} s]")
 
 
