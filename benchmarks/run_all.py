@@ -23,7 +23,9 @@ def main(argv=None):
       ["--no-write"] if args.no_write else [])
   for benchmark in (convergence, step_cost, training):
     start = time.perf_counter()
-    benchmark.main(flags)
+    # training writes benchmarks/results/ only when told to.
+    benchmark.main(flags + (["--write-results"] if benchmark is training
+                            and not args.no_write else []))
     print(f"[{benchmark.__name__}: {time.perf_counter() - start:.0f} s]")
 
 
