@@ -4,6 +4,7 @@ The full runs take minutes (``python -m benchmarks.run_all --quick``); here
 each piece runs briefly and is checked against an independent fact.
 """
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,14 +80,64 @@ def test_training_optimizers_equal_their_uninjected_selves():
       np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-5)
 
 
+def test_training_summaries_count_a_missed_target_as_infinite():
+  # Median of (25, 50, inf) and of (25, inf, inf).
+  assert training.median_steps([25, None, 50]) == 50
+  assert training.median_steps([None, 25, None]) == np.inf
+  assert training.format_steps(np.inf, 1000) == "> 1000"
+  assert training.per_seed([25, None]) == "25 / -"
+
+
 @pytest.mark.slow
-def test_training_run_reports_steps_and_seconds():
-  task = training.digits_task()
-  task["target"] = 0.5
-  steps, seconds = training.run(task, "optax.sgd(nesterov=True)", 0.1, 0.9,
-                                max_steps=200)
-  assert steps is not None and steps % training.EVAL_EVERY == 0
-  assert seconds > 0
+def test_training_ten_x_start_is_ten_times_the_tuned_sgd_step():
+  # With the trust region off, nagd("auto")'s first update from the 10x
+  # initial_step is Optax's Nesterov SGD's at learning rate 1.0 (10x 0.1).
+  # A small classifier on random data stands in for the tasks' CNNs.
+  graphdef, params = nnx.split(nnx.Linear(5, 3, rngs=nnx.Rngs(0)), nnx.Param)
+  x = jax.random.normal(jax.random.PRNGKey(0), (200, 5))
+  y = jax.random.randint(jax.random.PRNGKey(1), (200,), 0, 3)
+  task = dict(seed=0, graphdef=graphdef, params=params, data=(x, y, x, y))
+  index = next(training.batches(task, task["seed"]))[0]
+
+  def loss(params):
+    logits = nnx.merge(graphdef, params)(x[index])
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, y[index]).mean()
+
+  grads = jax.grad(loss)(params)
+  auto = nagd.nagd(nagd.auto_step(
+      initial_step=training.ten_x_initial_step(task),
+      trust_ratio=float("inf")))
+  updates, _ = auto.update(grads, auto.init(params), params)
+  sgd = optax.sgd(1.0, 0.9, nesterov=True)
+  expected, _ = sgd.update(grads, sgd.init(params), params)
+  for u, e in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(u, e, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_training_time_to_target_reports_every_method_and_seed():
+  def task(seed):
+    task = training.digits_task(seed)
+    task["target"] = 0.5  # reached within the tiny budget
+    return task
+
+  budget = 100
+  kinds = (training.AUTO, "optax.sgd(nesterov=True)")
+  rows, steps = training.time_to_target(
+      task, (0, 1), budget, quick=True, untuned=kinds[:1], tuned=kinds[1:])
+  assert [row[0] for row in rows] == list(kinds)
+  for label, _, per_seed, median, seconds, _ in rows:
+    assert len(steps[label]) == 2
+    for s in steps[label]:
+      assert s is None or (s % training.EVAL_EVERY == 0 and 0 < s <= budget)
+    assert per_seed == " / ".join("-" if s is None else str(s)
+                                  for s in steps[label])
+    values = sorted(np.inf if s is None else s for s in steps[label])
+    assert median == training.format_steps((values[0] + values[1]) / 2,
+                                           budget)
+    assert float(seconds) > 0
+  assert rows[1][1] == "0.1"  # the quick grid's one learning rate
 
 
 # CUTEst (benchmarks/cutest.py): the counting and the scores, on two tiny
