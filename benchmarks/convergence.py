@@ -21,9 +21,10 @@ Nesterov with the optimal constant momentum that needs mu (where the problem
 is strongly convex), and nagd given no step: nagd.auto_step(full_batch=True)
 with the gradient restart, and nagd.nagd("auto") at its defaults, each with
 its iterations over those of nagd with the known step and the same restart. Beside them, the first-order lower bound. Writes
-results/convergence.md and results/convergence.png.
+runs/convergence/convergence.md and convergence.png (git-ignored); with
+--write-results, benchmarks/results/convergence.md and convergence.png.
 
-Run:  python -m benchmarks.convergence [--quick]
+Run:  python -m benchmarks.convergence [--quick] [--write-results]
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def problems(quick: bool):
   return table
 
 
-def plot(curves_by_problem, bounds, name):
+def plot(curves_by_problem, bounds, name, directory=_common.RESULTS):
   """One log-scale panel per problem; the lower bound dashed where known."""
   plt = _common.pyplot()
   names = list(curves_by_problem)
@@ -228,7 +229,7 @@ def plot(curves_by_problem, bounds, name):
              ylim=(bottom, 10 * top))
     axis.grid(alpha=0.3)
   axes.ravel()[0].legend(fontsize=8)
-  return _common.save_figure(figure, name)
+  return _common.save_figure(figure, name, directory)
 
 
 def worst_case_bound_curve(n: int = 10001):
@@ -240,6 +241,8 @@ def worst_case_bound_curve(n: int = 10001):
 def main(argv=None) -> str:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--write-results", action="store_true",
+                      help="write benchmarks/results/ (else runs/convergence/)")
   parser.add_argument("--no-write", action="store_true")
   args = parser.parse_args(argv)
   max_steps = 100_000 if args.quick else 1_000_000
@@ -296,20 +299,21 @@ def main(argv=None) -> str:
       " kappa = L/lambda for the global L: near the minimum the curvature"
       " is far below L, and the step it measures grows past 1/L (on"
       " lambda = 1e-3 it ends at about 900/L)."
-      " Reproduce with `python -m benchmarks.convergence`.\n",
+      " Reproduce with `python -m benchmarks.convergence --write-results`.\n",
       table,
       "\n![convergence](convergence.png)\n",
       f"Ran in {time.perf_counter() - start:.0f} s.",
   ])
   print(text)
   if not args.no_write:
-    print("wrote", _common.write("convergence.md", text))
+    directory = _common.output_directory("convergence", args.write_results)
+    print("wrote", _common.write("convergence.md", text, directory))
     plotted = [next(n for n in preferences if n in curves_by_problem)
                for preferences in PLOTTED]
     print("wrote", plot(
         {name: curves_by_problem[name] for name in plotted},
         {"worst-case tridiagonal n=10001": worst_case_bound_curve()},
-        "convergence.png"))
+        "convergence.png", directory))
   return text
 
 

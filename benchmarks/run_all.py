@@ -1,11 +1,12 @@
-"""Runs every benchmark and writes its results to benchmarks/results/.
+"""Runs every benchmark; the full run regenerates benchmarks/results/.
 
-Run:  python -m benchmarks.run_all [--quick]
+Run:  python -m benchmarks.run_all [--quick] [--no-write]
 
---quick shrinks every benchmark (fewer problems, grids, rounds) to a few
-minutes in all, and leaves out the CUTEst benchmark (benchmarks.cutest:
-minutes from its cache, about 18 minutes cold); the committed results come
-from the full run.
+The full run (no flag) runs every benchmark at full size, CUTEst included
+(minutes from its cache, about 18 minutes cold), and regenerates the
+committed results in benchmarks/results/ (each benchmark's --write-results).
+--quick shrinks every benchmark (fewer problems, grids, rounds), leaves out
+CUTEst, and writes to the git-ignored runs/ only; --no-write writes nothing.
 """
 
 import argparse

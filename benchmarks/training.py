@@ -424,7 +424,8 @@ def robustness(task, kinds, momenta, max_steps, quick):
   return rows, grids
 
 
-def plot_time_to_target(steps_by_task, budgets, bars, name):
+def plot_time_to_target(steps_by_task, budgets, bars, name,
+                        directory=_common.RESULTS):
   """Per task, each method's steps to target per seed (crosses at the right
   edge: not reached), with the automatic step's bar."""
   plt = _common.pyplot()
@@ -454,10 +455,10 @@ def plot_time_to_target(steps_by_task, budgets, bars, name):
              xlabel="steps to target (one dot per seed; x: not reached;"
              "\ndashed: 1.3x the tuned-grid best median)")
     axis.grid(axis="x", alpha=0.3)
-  return _common.save_figure(figure, name)
+  return _common.save_figure(figure, name, directory)
 
 
-def plot_momentum(grids_by_task, momenta, name):
+def plot_momentum(grids_by_task, momenta, name, directory=_common.RESULTS):
   """One panel per task and optimizer: steps to target over momentum x
   learning rate; blank cells never reached it."""
   plt = _common.pyplot()
@@ -484,7 +485,7 @@ def plot_momentum(grids_by_task, momenta, name):
       axis.set_title(f"{task_name}\n{kind}", fontsize=8)
       axis.set(xlabel="learning rate", ylabel="momentum (b1)")
       axis.set_facecolor("0.85")  # NaN cells: never reached the target
-  return _common.save_figure(figure, name)
+  return _common.save_figure(figure, name, directory)
 
 
 def verdict(met: bool) -> str:
@@ -653,19 +654,12 @@ def main(argv=None) -> str:
   text = "\n".join(sections)
   print(text)
   if not args.no_write:
-    if args.write_results:
-      print("wrote", _common.write("training.md", text))
-      print("wrote", plot_time_to_target(steps_by_task, budget_by_task,
-                                         bar_by_task, "training.png"))
-      print("wrote", plot_momentum(grids_by_task, momenta,
-                                   "training_momentum.png"))
-    else:
-      path = os.path.join(os.path.dirname(_common.RESULTS), os.pardir,
-                          "runs", "training.md")
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      with open(path, "w") as file:
-        file.write(text)
-      print("wrote", os.path.normpath(path))
+    directory = _common.output_directory("training", args.write_results)
+    print("wrote", _common.write("training.md", text, directory))
+    print("wrote", plot_time_to_target(steps_by_task, budget_by_task,
+                                       bar_by_task, "training.png", directory))
+    print("wrote", plot_momentum(grids_by_task, momenta,
+                                 "training_momentum.png", directory))
   return text
 
 

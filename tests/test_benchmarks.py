@@ -4,6 +4,10 @@ The full runs take minutes (``python -m benchmarks.run_all --quick``); here
 each piece runs briefly and is checked against an independent fact.
 """
 
+import os
+import pathlib
+import subprocess
+
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -266,3 +270,34 @@ def test_cutest_runs_a_subset_and_reuses_its_results(tmp_path):
     lowest = min(records[name][problem.name].best for name in contenders)
     assert (f"| {problem.name} | 2 | {problem.f_star:.7g} | {lowest:.7g} | "
             + " | ".join(cells) + " |") in text
+
+
+@pytest.mark.parametrize("argv,writes,with_cutest", [
+    (["--quick"], False, False),
+    ([], True, True),
+    (["--no-write"], False, True),
+])
+def test_only_the_full_run_all_regenerates_the_committed_results(
+    monkeypatch, argv, writes, with_cutest):
+  from benchmarks import run_all  # pylint: disable=g-import-not-at-top
+  calls = {}
+  for module in (convergence, step_cost, training, cutest):
+    monkeypatch.setattr(module, "main",
+                        lambda flags, name=module.__name__:
+                        calls.setdefault(name, flags))
+  run_all.main(argv)
+  assert ("benchmarks.cutest" in calls) == with_cutest
+  for name, flags in calls.items():
+    assert ("--write-results" in flags) == writes, (name, flags)
+
+
+def test_ordinary_runs_write_to_the_git_ignored_run_directory():
+  from benchmarks import _common  # pylint: disable=g-import-not-at-top
+  directory = _common.output_directory("convergence", write_results=False)
+  assert directory.endswith(os.path.join("runs", "convergence"))
+  assert _common.output_directory("convergence", True) == _common.RESULTS
+  ignored = subprocess.run(
+      ["git", "check-ignore", "-q", os.path.join(directory, "x.md")],
+      cwd=os.path.dirname(_common.RESULTS), check=False)
+  if (pathlib.Path(_common.RESULTS).parents[1] / ".git").exists():
+    assert ignored.returncode == 0
