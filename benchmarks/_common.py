@@ -77,9 +77,19 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
   return "\n".join(lines)
 
 
-def write(name: str, text: str) -> str:
-  os.makedirs(RESULTS, exist_ok=True)
-  path = os.path.join(RESULTS, name)
+# Where ordinary runs write: the repository's git-ignored run directory.
+RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    "runs")
+
+
+def output_directory(benchmark: str, write_results: bool) -> str:
+  """benchmarks/results/ with ``--write-results``, else runs/<benchmark>/."""
+  return RESULTS if write_results else os.path.join(RUNS, benchmark)
+
+
+def write(name: str, text: str, directory: str = RESULTS) -> str:
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, name)
   with open(path, "w") as file:
     file.write(text)
   return path
@@ -95,10 +105,10 @@ def pyplot():
   return plt
 
 
-def save_figure(figure, name: str) -> str:
-  """Writes ``figure`` to results/<name> and closes it."""
-  os.makedirs(RESULTS, exist_ok=True)
-  path = os.path.join(RESULTS, name)
+def save_figure(figure, name: str, directory: str = RESULTS) -> str:
+  """Writes ``figure`` to <directory>/<name> and closes it."""
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, name)
   figure.tight_layout()
   figure.savefig(path, dpi=90)
   pyplot().close(figure)

@@ -16,12 +16,15 @@ sources):
 Methods: gradient descent, optax.sgd with momentum 0.9 (heavy ball and
 Nesterov), optax.adam (learning rate best of a grid), nagd with Nesterov's
 momentum (k-1)/(k+2) without restart and with each restart criterion (a
-fixed period of 100 for "interval"), and
+fixed period of 100 for "interval"),
 Nesterov with the optimal constant momentum that needs mu (where the problem
-is strongly convex). Beside them, the first-order lower bound. Writes
-results/convergence.md and results/convergence.png.
+is strongly convex), and nagd given no step: nagd.auto_step(full_batch=True)
+with the gradient restart, and nagd.nagd("auto") at its defaults, each with
+its iterations over those of nagd with the known step and the same restart. Beside them, the first-order lower bound. Writes
+runs/convergence/convergence.md and convergence.png (git-ignored); with
+--write-results, benchmarks/results/convergence.md and convergence.png.
 
-Run:  python -m benchmarks.convergence [--quick]
+Run:  python -m benchmarks.convergence [--quick] [--write-results]
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ from benchmarks import _common
 ADAM_GRID = (1e-1, 1e-2, 1e-3)
 INTERVAL = 100  # the fixed restart period
 CURVE_STEPS = 5000
+# The automatic step (no L given), and the method with the known step that
+# its iterations are divided by: the same momentum and restart.
+AUTO_FULL_BATCH = "nagd auto_step(full_batch=True) + gradient(immediate=True)"
+AUTO_DEFAULTS = 'nagd("auto") defaults'
+KNOWN_STEP = "nagd + gradient(immediate=True)"
 # One panel per family: the first of each list that was run.
 PLOTTED = (
     ("quadratic kappa=10000", "quadratic kappa=1000"),
@@ -140,6 +148,12 @@ def methods(step: float, mu: float | None):
       f"nagd + restart=interval ({INTERVAL})": nagd.nagd(
           step, nesterov, restart="interval", min_interval=INTERVAL),
   }
+  # No step given: the automatic step, in its documented full-batch
+  # configuration and at nagd("auto")'s defaults (the minibatch mode).
+  contenders[AUTO_FULL_BATCH] = nagd.nagd(
+      nagd.auto_step(full_batch=True), nesterov,
+      restart=nagd.criteria.gradient(immediate=True))
+  contenders[AUTO_DEFAULTS] = nagd.nagd("auto")
   if mu is not None:
     contenders["Nesterov, optimal constant (needs mu)"] = nagd.nagd(
         step, nagd.schedules.strongly_convex_momentum(1 / (step * mu))
@@ -170,6 +184,11 @@ def run_problem(problem, max_steps):
         optimizer, problem["value_and_grad"], problem["x0"], CURVE_STEPS,
         iterates=False)
     curves[name] = np.maximum(values - problem["f_star"], 1e-300)
+  known = counts[KNOWN_STEP][0]
+  for name in (AUTO_FULL_BATCH, AUTO_DEFAULTS):
+    count = counts[name][0]
+    if count is not None and known is not None:
+      counts[name] = (count, f"{count / known:.2f}x")
   return counts, curves
 
 
@@ -187,7 +206,7 @@ def problems(quick: bool):
   return table
 
 
-def plot(curves_by_problem, bounds, name):
+def plot(curves_by_problem, bounds, name, directory=_common.RESULTS):
   """One log-scale panel per problem; the lower bound dashed where known."""
   plt = _common.pyplot()
   names = list(curves_by_problem)
@@ -196,15 +215,21 @@ def plot(curves_by_problem, bounds, name):
     curves = curves_by_problem[problem]
     top = max(float(c[0]) for c in curves.values())
     bottom = max(1e-14, min(float(c.min()) for c in curves.values()) / 10)
-    for method, curve in curves.items():
-      axis.semilogy(curve, label=method, lw=1.1)
+    colours = _common.pyplot().get_cmap("tab20").colors
+    for i, (method, curve) in enumerate(curves.items()):
+      # The automatic step (no step given) in black, the rest in colour.
+      style = ({"color": "black", "lw": 2.0} if method == AUTO_FULL_BATCH
+               else {"color": "dimgray", "lw": 1.6, "ls": "--"}
+               if method == AUTO_DEFAULTS
+               else {"color": colours[i % len(colours)], "lw": 1.1})
+      axis.semilogy(curve, label=method, **style)
     if bounds.get(problem) is not None:
       axis.semilogy(bounds[problem], "k--", lw=1.0, label="lower bound")
     axis.set(title=problem, xlabel="iteration", ylabel="f - f*",
              ylim=(bottom, 10 * top))
     axis.grid(alpha=0.3)
   axes.ravel()[0].legend(fontsize=8)
-  return _common.save_figure(figure, name)
+  return _common.save_figure(figure, name, directory)
 
 
 def worst_case_bound_curve(n: int = 10001):
@@ -216,6 +241,8 @@ def worst_case_bound_curve(n: int = 10001):
 def main(argv=None) -> str:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--write-results", action="store_true",
+                      help="write benchmarks/results/ (else runs/convergence/)")
   parser.add_argument("--no-write", action="store_true")
   args = parser.parse_args(argv)
   max_steps = 100_000 if args.quick else 1_000_000
@@ -260,20 +287,33 @@ def main(argv=None) -> str:
       " papers' algorithms, come from FISTA's theta-sequence, not"
       " (k-1)/(k+2): hence the difference in that column"
       " (tests/test_restart_figures.py reproduces 1716 with theta)."
-      " Reproduce with `python -m benchmarks.convergence`.\n",
+      f" The columns '{AUTO_FULL_BATCH}' and '{AUTO_DEFAULTS}' are given no"
+      " step: the automatic step (nagd.auto_step(full_batch=True) with"
+      " Nesterov's momentum and the gradient restart, immediate=True; and"
+      " nagd.nagd('auto') at its defaults: the minibatch mode, momentum 0.9,"
+      " no restart). In parentheses, their iterations over those of"
+      f" '{KNOWN_STEP}', which is given the step of its row (1/L; 1e-3 on"
+      " Rosenbrock); issue 13's bar for the automatic step with restart is"
+      " 1.5x. On logistic regression the automatic step goes below the"
+      " 'lower bound' column, which is that of the worst problem with"
+      " kappa = L/lambda for the global L: near the minimum the curvature"
+      " is far below L, and the step it measures grows past 1/L (on"
+      " lambda = 1e-3 it ends at about 900/L)."
+      " Reproduce with `python -m benchmarks.convergence --write-results`.\n",
       table,
       "\n![convergence](convergence.png)\n",
       f"Ran in {time.perf_counter() - start:.0f} s.",
   ])
   print(text)
   if not args.no_write:
-    print("wrote", _common.write("convergence.md", text))
+    directory = _common.output_directory("convergence", args.write_results)
+    print("wrote", _common.write("convergence.md", text, directory))
     plotted = [next(n for n in preferences if n in curves_by_problem)
                for preferences in PLOTTED]
     print("wrote", plot(
         {name: curves_by_problem[name] for name in plotted},
         {"worst-case tridiagonal n=10001": worst_case_bound_curve()},
-        "convergence.png"))
+        "convergence.png", directory))
   return text
 
 

@@ -1,15 +1,19 @@
-"""Runs every benchmark and writes its results to benchmarks/results/.
+"""Runs every benchmark; the full run regenerates benchmarks/results/.
 
-Run:  python -m benchmarks.run_all [--quick]
+Run:  python -m benchmarks.run_all [--quick] [--no-write]
 
---quick shrinks every benchmark (fewer problems, grids, rounds) to a few
-minutes in all; the committed results come from the full run.
+The full run (no flag) runs every benchmark at full size, CUTEst included
+(minutes from its cache, about 18 minutes cold), and regenerates the
+committed results in benchmarks/results/ (each benchmark's --write-results).
+--quick shrinks every benchmark (fewer problems, grids, rounds), leaves out
+CUTEst, and writes to the git-ignored runs/ only; --no-write writes nothing.
 """
 
 import argparse
 import time
 
 from benchmarks import convergence
+from benchmarks import cutest
 from benchmarks import step_cost
 from benchmarks import training
 
@@ -21,9 +25,14 @@ def main(argv=None):
   args = parser.parse_args(argv)
   flags = (["--quick"] if args.quick else []) + (
       ["--no-write"] if args.no_write else [])
-  for benchmark in (convergence, step_cost, training):
+  runs = [(convergence, flags), (step_cost, flags), (training, flags)]
+  if not args.quick:  # CUTEst in the full suite only
+    runs.append((cutest, []))
+  # Only the full suite regenerates the committed results.
+  write = [] if args.quick or args.no_write else ["--write-results"]
+  for benchmark, benchmark_flags in runs:
     start = time.perf_counter()
-    benchmark.main(flags)
+    benchmark.main(benchmark_flags + write)
     print(f"[{benchmark.__name__}: {time.perf_counter() - start:.0f} s]")
 
 

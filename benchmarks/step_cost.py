@@ -12,7 +12,7 @@ same trees when torch is installed. Last, the optimizer's share of a real
 training step: the digits CNN of ``nagd_optax.problems``.
 
 Run:  python -m benchmarks.step_cost [--quick] [--write-results]
-Writes runs/step_cost.md and .png; with --write-results,
+Writes runs/step_cost/step_cost.md and .png; with --write-results,
 benchmarks/results/step_cost.md and step_cost.png (the committed results).
 """
 
@@ -36,8 +36,6 @@ BASELINE = "optax.sgd(nesterov=True)"
 LARGE, SMALL, GPT = "one 4M leaf", "500 leaves of 4k", "GPT-like (d=256)"
 FLOOR = "floor: the update on one flat array"
 LEARNING_RATE, MOMENTUM = 1e-3, 0.9
-RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "runs")
 
 
 def gpt_tree(blocks: int = 12, width: int = 256, vocabulary: int = 1024,
@@ -443,7 +441,7 @@ def main(argv=None) -> str:
   text = "\n".join(sections)
   print(text)
   if not args.no_write:
-    folder = _common.RESULTS if args.write_results else RUNS
+    folder = _common.output_directory("step_cost", args.write_results)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.md")
     with open(path, "w") as file:

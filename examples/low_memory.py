@@ -17,6 +17,7 @@ Run:  python examples/low_memory.py [--epochs 5] [--steps N]
 from __future__ import annotations
 
 import argparse
+import time
 
 from flax import nnx
 import jax
@@ -48,20 +49,27 @@ def accuracy(model, images, labels):
   return jnp.mean(jnp.argmax(model(images), -1) == labels)
 
 
-def train(model, tx, data, steps, batch_size, seed) -> float:
-  """Trains ``model`` with ``tx``; returns the test accuracy."""
+def train(name, model, tx, data, steps, batch_size, seed) -> float:
+  """Trains ``model`` with ``tx``, printing the test accuracy every epoch;
+  returns the final test accuracy."""
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   rng = np.random.default_rng(seed)
-  step = 0
+  steps_per_epoch = len(data.x_train) // batch_size
+  step, started = 0, time.perf_counter()
   while step < steps:
     order = rng.permutation(len(data.x_train))  # an epoch of full batches
     for start in range(0, len(order) - batch_size + 1, batch_size):
       index = order[start:start + batch_size]
       train_step(model, optimizer, data.x_train[index], data.y_train[index])
       step += 1
+      if step % steps_per_epoch == 0 or step == steps:
+        test_accuracy = float(accuracy(model, data.x_test, data.y_test))
+        print(f"{name}: step {step}/{steps}, test accuracy"
+              f" {test_accuracy:.4f}, {time.perf_counter() - started:.0f} s",
+              flush=True)
       if step == steps:
         break
-  return float(accuracy(model, data.x_test, data.y_test))
+  return test_accuracy
 
 
 def main(argv=None):
@@ -87,7 +95,8 @@ def main(argv=None):
     model = nagd.problems.cnn(side=28, rngs=nnx.Rngs(args.seed))
     params = nnx.state(model, nnx.Param)
     state_bytes = tree_bytes(tx.init(params))
-    test_accuracy = train(model, tx, data, steps, args.batch_size, args.seed)
+    test_accuracy = train(name, model, tx, data, steps, args.batch_size,
+                          args.seed)
     rows.append((name, f"{state_bytes / 2**20:.2f}",
                  f"{state_bytes / tree_bytes(params):.2f}",
                  f"{test_accuracy:.4f}"))

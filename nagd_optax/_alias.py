@@ -119,6 +119,17 @@ def nagd(
   automatic = isinstance(learning_rate, _auto_step.AutoStep) or (
       isinstance(learning_rate, str) and learning_rate == "auto"
   )
+  if isinstance(learning_rate, str) and not automatic:
+    raise TypeError(
+        "learning_rate must be a finite number >= 0, a schedule, or 'auto'"
+        f" for the automatic step, got the string {learning_rate!r}."
+    )
+  if learning_rate is _auto_step.auto_step:
+    raise TypeError(
+        "learning_rate must be the settings nagd.auto_step(...) returns, got"
+        " the function nagd.auto_step itself: call it, e.g."
+        " nagd.nagd(nagd.auto_step()), or pass 'auto'."
+    )
   if not automatic:
     _validation.check_at_least(
         learning_rate, "learning_rate", 0.0, schedule_ok=True

@@ -16,7 +16,7 @@ _MIN_LOSSES = 5
 
 
 class AutoStepState(NamedTuple):
-  """State of :func:`scale_by_auto_step`.
+  r"""State of :func:`scale_by_auto_step`.
 
   Attributes:
     inner_state: the wrapped transformation's state (the momentum).
@@ -174,7 +174,13 @@ def scale_by_auto_step(
   :math:`f_b`, :math:`\langle g_b, D_k \rangle` and :math:`f_k` (0.1 for a
   non-finite loss). A rejected update leaves ``inner``'s state (the
   momentum) and the base point as they were, and scales :math:`D` and
-  :math:`\lambda` by :math:`t`. The trust region and the loss guards are
+  :math:`\lambda` by :math:`t`. If :math:`D_k` does not descend from the
+  base point (:math:`\langle g_b, D_k \rangle \ge 0`, which momentum can
+  cause), it goes instead to the gradient step
+  :math:`y_b - \lambda' g_b`, :math:`\lambda' = \lambda_{k-1}/2`
+  (:math:`/10` for a non-finite loss), and the momentum restarts at the
+  next accepted update (as does one asked for with ``restart=True`` on a
+  rejected update). The trust region and the loss guards are
   off. The one stored gradient is :math:`g_b`, and :math:`D_k` is rebuilt
   from it and the momentum buffer :math:`m_b` of ``inner`` (its field
   ``trace``, as :func:`nagd_optax.nesterov_trace` has), whose direction is
@@ -191,8 +197,10 @@ def scale_by_auto_step(
       inside it.
     initial_step: :math:`\lambda_0` relative to the scale of the problem:
       the first update moves the parameters by
-      ``initial_step * max(1, ||y_0||)``. Only the first update uses it.
-    curvature_factor: :math:`c` in :math:`\lambda \le c / L_k`.
+      ``initial_step * max(1, ||y_0||)`` (with ``full_batch``, the gradient
+      part of it does: the momentum then adds :math:`\mu_0` times as much,
+      none with ``nesterov_momentum()``). Only the first update uses it.
+    curvature_factor: :math:`c > 0` in :math:`\lambda \le c / L_k`.
     trust_ratio: :math:`\tau`, the largest fraction of
       :math:`\max(\|y_k\|, \|y_0\|)` one update moves the parameters by.
       ``float("inf")`` switches the trust region off.
@@ -233,10 +241,13 @@ def scale_by_auto_step(
     ...     nagd.restart(nagd.nesterov_trace(0.9), "on_demand"))
     >>> x = jnp.zeros(2)
     >>> state = optimizer.init(x)
-    >>> for _ in range(200):
+    >>> @jax.jit
+    ... def step(x, state):
     ...   value, grads = jax.value_and_grad(loss)(x)
     ...   updates, state = optimizer.update(grads, state, x, value=value)
-    ...   x = optax.apply_updates(x, updates)
+    ...   return optax.apply_updates(x, updates), state
+    >>> for _ in range(200):
+    ...   x, state = step(x, state)
     >>> print(x.round(4))
     [1. 1.]
 
@@ -252,6 +263,8 @@ def scale_by_auto_step(
   if _validation.concrete_number(initial_step) == 0.0:
     raise ValueError("initial_step must be > 0, got 0.")
   _validation.check_at_least(curvature_factor, "curvature_factor", 0.0)
+  if _validation.concrete_number(curvature_factor) == 0.0:
+    raise ValueError("curvature_factor must be > 0, got 0.")
   if _validation.concrete_number(trust_ratio) != float("inf"):
     _validation.check_at_least(trust_ratio, "trust_ratio", 0.0)
   _validation.check_at_least(slow_growth, "slow_growth", 1.0)
@@ -268,7 +281,9 @@ def scale_by_auto_step(
   dtype = _loss_trend.widest_float
 
   def momentum_of(inner_state, params):
-    """The momentum buffer of ``inner`` (zeros where masked out)."""
+    """The momentum buffer of ``inner`` (zeros where ``inner`` masks a
+    parameter out; a parameter masked out around this transformation, by an
+    ``optax.masked`` outside it, stays a ``MaskedNode``)."""
     buffers = _restart._buffers_named("trace")(inner_state)
     if not buffers:
       raise ValueError(
@@ -279,7 +294,7 @@ def scale_by_auto_step(
     merged = _restart._one_buffer_per_parameter(buffers, params)
     return jax.tree.map(
         lambda m, p: jnp.zeros_like(p) if isinstance(m, optax.MaskedNode)
-        else m,
+        and not isinstance(p, optax.MaskedNode) else m,
         merged, params, is_leaf=lambda m: isinstance(m, optax.MaskedNode),
     )
 
@@ -436,7 +451,8 @@ def scale_by_auto_step(
 
   def _full_batch_update(updates, state, params, value, restart, extra_args):
     first = state.count == 0
-    loss = _loss_trend.scalar_loss(value, "scale_by_auto_step").astype(dtype())
+    loss = _loss_trend.scalar_loss(
+        value, "scale_by_auto_step(full_batch=True)").astype(dtype())
     template = params if params is not None else updates
     base_gradients = state.previous_gradients
     base_momentum = momentum_of(state.inner_state, template)
@@ -531,7 +547,9 @@ def scale_by_auto_step(
                       fallback_step**2 * base_gradient_squared),
             norm_squared(direction),
         ),
-        restart_pending=rejected & ~descends,
+        # A restart asked for (or owed to a non-descending step) waits for
+        # the next accepted update: a rejected one discards inner's update.
+        restart_pending=rejected & (restart | ~descends),
         count=optax.safe_increment(state.count),
         base_loss=keep(state.base_loss, loss),
         step_coefficients=keep(rejected_coefficients,

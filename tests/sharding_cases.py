@@ -280,12 +280,90 @@ def shard_map_mixed_parameters():
           f" restarts={int(restarts)}")
 
 
+def _auto_step_runs(optimizer, single, gradient_and_loss, params, data,
+                    steps):
+  """The 8-device run (with axis_name, the loss psum-ed; params and data
+  sharded alike) and the one-device run of the same optimizer: the params,
+  and the records of each step."""
+  fields = ("step_size", "curvature", "cuts", "rejections", "restarts")
+
+  def run(optimizer, params, data, reduce):
+    def step(carry, _):
+      params, state = carry
+      gradients, value = gradient_and_loss(params, data)
+      updates, state = optimizer.update(gradients, state, params,
+                                        value=reduce(value))
+      return (optax.apply_updates(params, updates), state), tuple(
+          optax.tree.get(state, name) for name in fields)
+
+    (params, _), records = jax.lax.scan(
+        step, (params, optimizer.init(params)), length=steps)
+    return params, dict(zip(fields, records))
+
+  spec = jax.tree.map(lambda _: P("x"), params)
+  sharded = jax.jit(jax.shard_map(
+      lambda p, d: run(optimizer, p, d, lambda v: jax.lax.psum(v, "x")),
+      mesh=MESH, in_specs=(spec, P("x")), out_specs=(spec, P())))
+  reference = jax.jit(lambda p, d: run(single, p, d, lambda v: v))
+  return sharded(params, data), reference(params, data)
+
+
+def shard_map_auto_step():
+  """The automatic step with parameters sharded inside shard_map, with
+  axis_name: its norms and inner products are psum-ed, so the 8-device run
+  takes the steps, restarts and rejections of the one-device run."""
+  # Minibatch rule: a quadratic from 0 (no trust region), where momentum 0.9
+  # overshoots and the gradient criterion restarts it.
+  lam, _ = _quadratic()
+
+  def quadratic(x, lam):
+    return lam * (x - 3.0), 0.5 * jnp.sum(lam * (x - 3.0) ** 2)
+
+  # Full-batch rule: 256 Rosenbrock pairs from (-1.2, 1), whose first BB2
+  # steps overshoot the valley and are rejected. Near the valley floor the
+  # curvature estimate divides rounding (which differs with the order of
+  # the psum) by small gradient changes, so the runs are compared early.
+  def rosenbrock(p, _):
+    a, b = p["a"], p["b"]
+    gradients = {"a": -2 * (1 - a) - 400 * a * (b - a**2),
+                 "b": 200 * (b - a**2)}
+    return gradients, jnp.sum((1 - a) ** 2 + 100 * (b - a**2) ** 2)
+
+  cases = {
+      "minibatch": (lambda axis_name: nagd.nagd(
+          "auto", 0.9, restart="gradient", axis_name=axis_name),
+                    quadratic, jnp.zeros(512), lam, 100, 1e-8),
+      "full_batch": (lambda axis_name: nagd.nagd(
+          nagd.auto_step(full_batch=True),
+          nagd.schedules.nesterov_momentum(), restart="gradient",
+          axis_name=axis_name),
+                     rosenbrock, {"a": jnp.full(256, -1.2),
+                                  "b": jnp.ones(256)}, jnp.zeros(8), 20,
+                     1e-7),
+  }
+  for mode, (make, gradient_and_loss, params, data, steps,
+             rtol) in cases.items():
+    (params, records), (expected, expected_records) = _auto_step_runs(
+        make("x"), make(None), gradient_and_loss, params, data, steps)
+    for name in records:
+      np.testing.assert_allclose(records[name], expected_records[name],
+                                 rtol=rtol, err_msg=name)
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+      np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-12)
+    events = int(records["restarts"][-1]) + int(records["rejections"][-1])
+    assert events > 0, mode
+    print(f"shard_map_auto_step {mode}: ok,"
+          f" restarts={int(records['restarts'][-1])},"
+          f" rejections={int(records['rejections'][-1])}")
+
+
 CASES = {
     "jit_named_sharding": jit_named_sharding,
     "jit_init_explicit_sharding": jit_init_explicit_sharding,
     "shard_map_data_parallel": shard_map_data_parallel,
     "shard_map_sharded_parameters": shard_map_sharded_parameters,
     "shard_map_mixed_parameters": shard_map_mixed_parameters,
+    "shard_map_auto_step": shard_map_auto_step,
 }
 
 assert set(CASES) == set(sharding_cases_names.CASES)

@@ -7,4 +7,5 @@ CASES = (
     "shard_map_data_parallel",
     "shard_map_sharded_parameters",
     "shard_map_mixed_parameters",
+    "shard_map_auto_step",
 )

@@ -4,6 +4,11 @@ The full runs take minutes (``python -m benchmarks.run_all --quick``); here
 each piece runs briefly and is checked against an independent fact.
 """
 
+import os
+import pathlib
+import subprocess
+
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +17,7 @@ import pytest
 
 import nagd_optax as nagd
 from benchmarks import convergence
+from benchmarks import cutest
 from benchmarks import step_cost
 from benchmarks import training
 
@@ -29,8 +35,13 @@ def test_convergence_problems_and_counts():
   counts, curves = convergence.run_problem(diagonal, 10**4)
   assert counts["nagd + restart=gradient"][0] == pytest.approx(117, rel=0.03)
   assert all(len(c) == convergence.CURVE_STEPS for c in curves.values())
-  # Nothing beats the lower bound.
+  # Nothing beats the lower bound, the automatic step included.
   assert all(k is None or k >= diagonal["bound"] for k, _ in counts.values())
+  # The automatic step's cells carry its ratio to the known step 1/L.
+  known, _ = counts[convergence.KNOWN_STEP]
+  for name in (convergence.AUTO_FULL_BATCH, convergence.AUTO_DEFAULTS):
+    count, note = counts[name]
+    assert note == f"{count / known:.2f}x"
 
 
 def test_worst_case_bound_matches_its_definition():
@@ -142,11 +153,220 @@ def test_training_optimizers_equal_their_uninjected_selves():
       np.testing.assert_allclose(updates["w"], expected["w"], rtol=1e-5)
 
 
+def test_training_summaries_count_a_missed_target_as_infinite():
+  # Median of (25, 50, inf) and of (25, inf, inf).
+  assert training.median_steps([25, None, 50]) == 50
+  assert training.median_steps([None, 25, None]) == np.inf
+  assert training.format_steps(np.inf, 1000) == "> 1000"
+  assert training.per_seed([25, None]) == "25 / -"
+
+
 @pytest.mark.slow
-def test_training_run_reports_steps_and_seconds():
-  task = training.digits_task()
-  task["target"] = 0.5
-  steps, seconds = training.run(task, "optax.sgd(nesterov=True)", 0.1, 0.9,
-                                max_steps=200)
-  assert steps is not None and steps % training.EVAL_EVERY == 0
-  assert seconds > 0
+def test_training_ten_x_start_is_ten_times_the_tuned_sgd_step():
+  # With the trust region off, nagd("auto")'s first update from the 10x
+  # initial_step is Optax's Nesterov SGD's at learning rate 1.0 (10x 0.1).
+  # A small classifier on random data stands in for the tasks' CNNs.
+  graphdef, params = nnx.split(nnx.Linear(5, 3, rngs=nnx.Rngs(0)), nnx.Param)
+  x = jax.random.normal(jax.random.PRNGKey(0), (200, 5))
+  y = jax.random.randint(jax.random.PRNGKey(1), (200,), 0, 3)
+  task = dict(seed=0, graphdef=graphdef, params=params, data=(x, y, x, y))
+  index = next(training.batches(task, task["seed"]))[0]
+
+  def loss(params):
+    logits = nnx.merge(graphdef, params)(x[index])
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, y[index]).mean()
+
+  grads = jax.grad(loss)(params)
+  auto = nagd.nagd(nagd.auto_step(
+      initial_step=training.ten_x_initial_step(task),
+      trust_ratio=float("inf")))
+  updates, _ = auto.update(grads, auto.init(params), params)
+  sgd = optax.sgd(1.0, 0.9, nesterov=True)
+  expected, _ = sgd.update(grads, sgd.init(params), params)
+  for u, e in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(u, e, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_training_time_to_target_reports_every_method_and_seed():
+  def task(seed):
+    task = training.digits_task(seed)
+    task["target"] = 0.5  # reached within the tiny budget
+    return task
+
+  budget = 100
+  kinds = (training.AUTO, "optax.sgd(nesterov=True)")
+  rows, steps = training.time_to_target(
+      task, (0, 1), budget, quick=True, untuned=kinds[:1], tuned=kinds[1:])
+  assert [row[0] for row in rows] == list(kinds)
+  for label, _, per_seed, median, seconds, _ in rows:
+    assert len(steps[label]) == 2
+    for s in steps[label]:
+      assert s is None or (s % training.EVAL_EVERY == 0 and 0 < s <= budget)
+    assert per_seed == " / ".join("-" if s is None else str(s)
+                                  for s in steps[label])
+    values = sorted(np.inf if s is None else s for s in steps[label])
+    assert median == training.format_steps((values[0] + values[1]) / 2,
+                                           budget)
+    assert float(seconds) > 0
+  assert rows[1][1] == "0.1"  # the quick grid's one learning rate
+
+
+# CUTEst (benchmarks/cutest.py): the counting and the scores, on two tiny
+# sif2jax problems and hand-made tables.
+
+
+@pytest.mark.usefixtures("x64")
+def test_cutest_adgd_is_malitsky_mishchenkos_algorithm():
+  # Algorithm 1 of arXiv:1910.09529 as a plain NumPy loop, on a quadratic.
+  scales = np.array([1.0, 10.0, 100.0])
+  gradient = lambda x: scales * x
+  x, step, growth = np.array([1.0, -2.0, 0.5]), 1e-3, np.inf
+  x_previous, g_previous = x, gradient(x)
+  x = x - step * g_previous
+  expected = [x]
+  for _ in range(20):
+    g = gradient(x)
+    new_step = min(np.sqrt(1 + growth) * step,
+                   np.linalg.norm(x - x_previous)
+                   / (2 * np.linalg.norm(g - g_previous)))
+    growth, step = new_step / step, new_step
+    x_previous, g_previous, x = x, g, x - new_step * g
+    expected.append(x)
+
+  adgd = cutest.scale_by_adgd(1e-3)
+  params = jnp.array([1.0, -2.0, 0.5])
+  state = adgd.init(params)
+  update = jax.jit(adgd.update)
+  for want in expected:
+    updates, state = update(jnp.asarray(scales) * params, state)
+    params = params + updates
+    np.testing.assert_allclose(params, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("x64")
+def test_cutest_counts_every_objective_call():
+  (problem,) = cutest.suite(["BEALE"])
+  values = []  # of every call of the objective, in order
+
+  def counted(x):
+    value = problem.objective(x)
+    # Callbacks run in a thread that enable_x64 does not reach, where a
+    # float64 would arrive as a float32: send its bits.
+    jax.debug.callback(
+        lambda bits: values.append(np.asarray(bits).view(np.float64)[0]),
+        jax.lax.bitcast_convert_type(value, jnp.uint32))
+    return value
+
+  lbfgs = cutest.methods()["lbfgs"]
+  history, nonfinite, used = jax.device_get(cutest.make_runner(
+      lbfgs, counted, problem.x0, problem.f_star, budget=60)())
+  # lbfgs evaluates once, then once per line-search step: the count of the
+  # runner is that of the calls (the last line search may pass the budget).
+  assert len(values) == used >= 60
+  record = cutest.record_of(history, nonfinite)
+  # Each improvement is the value of the call it is counted at (a line
+  # search accepts its last trial), and the best of the calls up to there.
+  calls = np.array(values)
+  np.testing.assert_array_equal(record.values, calls[record.evaluations - 1])
+  accepted = np.minimum.accumulate(calls)[record.evaluations - 1]
+  np.testing.assert_array_equal(record.values, accepted)
+  assert record.evaluations[0] == 1 and record.nonfinite == 0
+
+
+def test_cutest_tests_and_profiles_match_a_hand_count():
+  Problem = cutest.Problem
+  problems = [Problem("P", 1, 1.0, None, None), Problem("Q", 3, 0.0, None, None)]
+  record = lambda pairs: cutest.Record(
+      np.array([e for e, _ in pairs]), np.array([v for _, v in pairs]), 0)
+  records = {  # f0 = 11 on P (whose f* 1 is wrong: b reaches 0.5), 4 on Q
+      "a": {"P": record([(1, 11.0), (5, 1.5), (20, 1.0 + 1e-7)]),
+            "Q": record([(1, 4.0), (9, 1e-4)])},
+      "b": {"P": record([(1, 11.0), (30, 0.5)]),
+            "Q": record([(1, 4.0), (40, 2e-3)])},
+  }
+  lowest = cutest.lowest_values(problems, records)
+  assert lowest == {"P": 0.5, "Q": 1e-4}
+  solve = lambda test, tol: cutest.evaluations_to_solve(
+      problems, records, lowest, test, tol)
+  assert solve("f*", 1e-6) == {"a": [20, None], "b": [30, None]}
+  assert solve("f*", 1e-3) == {"a": [20, 9], "b": [30, None]}
+  # Moré–Wild: f <= f_L + tol (f0 - f_L); at 1e-3, P: 0.5105, Q: 0.0041.
+  assert solve("Moré–Wild", 1e-3) == {"a": [None, 9], "b": [30, 40]}
+  assert cutest.geometric_mean_ratio([20, 9], [30, None]) == (20 / 30, 1)
+  assert "| P | 1 | 0.5 | `b` | 5.0e-01 |" in cutest.suspicious_f_star(
+      problems, records, lowest)
+
+  table = {"a": [1, 4, None, 10], "b": [3, 2, 3, None], "c": [None] * 4}
+  # Fewest per problem: 1, 2, 3, 10; ratios a: 1, 2, -, 1; b: 3, 1, 1, -.
+  profile = cutest.performance_profile(table, np.array([1.0, 2.0, 3.0]))
+  np.testing.assert_allclose(profile["a"], [2 / 4, 3 / 4, 3 / 4])
+  np.testing.assert_allclose(profile["b"], [2 / 4, 2 / 4, 3 / 4])
+  np.testing.assert_allclose(profile["c"], [0, 0, 0])
+  # Evaluations / (n + 1) with n = 1, 3, 1, 4: a: 0.5, 1, -, 2.
+  data = cutest.data_profile(table, [1, 3, 1, 4], np.array([0.5, 1.0, 2.0]))
+  np.testing.assert_allclose(data["a"], [1 / 4, 2 / 4, 3 / 4])
+
+
+@pytest.mark.slow
+def test_cutest_runs_a_subset_and_reuses_its_results(tmp_path):
+  text = cutest.main(["--problems", "BEALE", "ROSENBR", "--methods", "adgd",
+                      "polyak-oracle", "--budget", "300", "--runs-dir",
+                      str(tmp_path), "--no-compilation-cache"])
+  assert (tmp_path / "cutest.png").stat().st_size > 0
+  with jax.enable_x64(True):
+    problems = cutest.suite(["BEALE", "ROSENBR"])
+    contenders = {name: cutest.methods()[name]
+                  for name in ("adgd", "polyak-oracle")}
+    cache = cutest._Cache(str(tmp_path), {  # pylint: disable=protected-access
+        name: cutest.fingerprint(method, 300)
+        for name, method in contenders.items()})
+    records, made, reused = cutest.run_suite(problems, contenders, 300, cache)
+  assert (made, reused) == (0, 4)
+  # Both start at f(y0): BEALE's y0 is (1, 1), ROSENBR's (-1.2, 1).
+  beale = lambda x, y: ((1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2
+                        + (2.625 - x + x * y**3) ** 2)
+  assert records["adgd"]["BEALE"].f0 == pytest.approx(beale(1.0, 1.0))
+  assert records["adgd"]["ROSENBR"].f0 == pytest.approx(24.2)
+  # The report's per-problem rows are the cached records' counts.
+  for problem in problems:
+    cells = [
+        cutest._cell(records[name][problem.name].first_reaching(  # pylint: disable=protected-access
+            1e-6 * max(1.0, abs(problem.f_star)) + problem.f_star))
+        for name in contenders]
+    lowest = min(records[name][problem.name].best for name in contenders)
+    assert (f"| {problem.name} | 2 | {problem.f_star:.7g} | {lowest:.7g} | "
+            + " | ".join(cells) + " |") in text
+
+
+@pytest.mark.parametrize("argv,writes,with_cutest", [
+    (["--quick"], False, False),
+    ([], True, True),
+    (["--no-write"], False, True),
+])
+def test_only_the_full_run_all_regenerates_the_committed_results(
+    monkeypatch, argv, writes, with_cutest):
+  from benchmarks import run_all  # pylint: disable=g-import-not-at-top
+  calls = {}
+  for module in (convergence, step_cost, training, cutest):
+    monkeypatch.setattr(module, "main",
+                        lambda flags, name=module.__name__:
+                        calls.setdefault(name, flags))
+  run_all.main(argv)
+  assert ("benchmarks.cutest" in calls) == with_cutest
+  for name, flags in calls.items():
+    assert ("--write-results" in flags) == writes, (name, flags)
+
+
+def test_ordinary_runs_write_to_the_git_ignored_run_directory():
+  from benchmarks import _common  # pylint: disable=g-import-not-at-top
+  directory = _common.output_directory("convergence", write_results=False)
+  assert directory.endswith(os.path.join("runs", "convergence"))
+  assert _common.output_directory("convergence", True) == _common.RESULTS
+  ignored = subprocess.run(
+      ["git", "check-ignore", "-q", os.path.join(directory, "x.md")],
+      cwd=os.path.dirname(_common.RESULTS), check=False)
+  if (pathlib.Path(_common.RESULTS).parents[1] / ".git").exists():
+    assert ignored.returncode == 0

@@ -48,6 +48,11 @@ OPTIMIZERS = {
     "restart_adam_gradient": lambda: nagd.restart(
         optax.adam(0.1), "gradient", momentum_buffer=lambda state: state[0].mu
     ),
+    "auto": lambda: nagd.nagd("auto"),
+    "auto_full_batch": lambda: nagd.nagd(
+        nagd.auto_step(full_batch=True), nagd.schedules.nesterov_momentum(),
+        restart="gradient",
+    ),
     "plateau_in_chain": lambda: optax.chain(
         nagd.nagd(nagd.schedules.wsd(0.1, 2, 2, 2), 0.9),
         nagd.scale_on_plateau(0.5, patience=2),

@@ -55,6 +55,7 @@ OPTIMIZERS = (
     _ours(_READS_THE_LOSS, learning_rate=1e-3, restart="loss"),
     _ours(_READS_THE_LOSS, learning_rate=1e-3,
           momentum=nagd.schedules.nesterov_momentum(), restart="loss"),
+    _ours(_READS_THE_LOSS, learning_rate="auto"),
     _ours(_PLATEAU, patience=100, rtol=0.0,
           inner=nagd.nagd(1e-3, 0.9, restart="on_demand"),
           restart_momentum=True),
