@@ -264,6 +264,7 @@ def main(argv=None) -> str:
         text = f"> {max_steps:,}" if count is None else f"{count:,}"
         cells.append(f"{text} ({note})" if note else text)
       bound = problem["bound"]
+      print(f"[{time.perf_counter() - start:5.0f} s] {name}: done", flush=True)
       rows.append((name, *cells, "-" if bound is None else f"{bound:,}"))
   header = ["problem", *columns, "lower bound"]
   table = _common.markdown_table(header, rows)

@@ -372,6 +372,7 @@ def main(argv=None) -> str:
   ]
   results = {}
   for tree_name, params in trees(args.quick).items():
+    print(f"step cost: {tree_name}", flush=True)
     grads = jax.tree.map(lambda p: 1e-2 * p, params)
     param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
     runs, compile_times, memory = {}, {}, {}

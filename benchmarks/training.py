@@ -259,6 +259,7 @@ def time_to_target(make_task, seeds, budget, quick, untuned=None, tuned=None):
     results = [run_untuned(task, label, factory(), eval_params, budget)
                for task in tasks]
     steps = [r[0] for r in results]
+    print(f"  {label}: {per_seed(steps)} steps", flush=True)
     steps_by_method[label] = steps
     rows.append((label, "-", per_seed(steps),
                  format_steps(median_steps(steps), budget),
@@ -276,6 +277,8 @@ def time_to_target(make_task, seeds, budget, quick, untuned=None, tuned=None):
               np.mean(finite) if finite else np.inf)
     best = min(grid, key=order)
     steps = [r[0] for r in tried[best]]
+    print(f"  {kind}: {per_seed(steps)} steps at its best lr {best:g}",
+          flush=True)
     steps_by_method[kind] = steps
     cells = ", ".join(
         f"{lr:g}: "
@@ -530,6 +533,7 @@ def main(argv=None) -> str:
   grids_by_task = {}
   for make in TASKS:
     task_name, task_key = make(0)["name"], make(0)["key"]
+    print(f"{task_name}: time to target", flush=True)
     budget = BUDGETS[task_key] // (2 if args.quick else 1)
     target = make(0)["target"]
     rows, steps = time_to_target(make, seeds, budget, args.quick)
