@@ -23,7 +23,7 @@ fixes the initialisation, the batch order and (digits) the train/test split.
    {0.9, 0.95, 0.99}; in how many cells does each reach the target?
 
 Run:  python -m benchmarks.training [--quick] [--write-results]
-Writes runs/training.md (git-ignored); with --write-results
+Writes runs/training/ (git-ignored); with --write-results
 benchmarks/results/training.md, training.png and training_momentum.png.
 """
 
