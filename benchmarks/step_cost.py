@@ -332,6 +332,7 @@ def plot(results, path):
 
 
 def main(argv=None) -> str:
+  load_before = os.getloadavg()[0]
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true",
                       help="smaller trees and fewer rounds (a smoke run)")
@@ -352,9 +353,11 @@ def main(argv=None) -> str:
       "# Step cost: nagd vs optax.sgd(nesterov=True), a flat-array floor"
       " and PyTorch\n",
       f"Command: `{command}`, run {started}. Machine and versions:"
-      f" {_common.environment()}. The machine was shared with other jobs"
-      " during the run; rounds are interleaved, so load falls on all"
-      " variants alike, but absolute times move.\n",
+      f" {_common.environment()}. 1-minute load average {load_before:.1f}"
+      f" at the start and {os.getloadavg()[0]:.1f} at the end (2 cores);"
+      " rounds are interleaved, so other load falls on all variants alike,"
+      " but absolute times move, and the per-round ratios of millisecond"
+      " steps spread widely (see the quartiles).\n",
       f"Per round, each variant runs {repeats} steps (update + apply, fixed"
       " gradients, buffers donated) in turn, in an order shuffled per round;"
       f" {rounds} rounds. *Ratio to Optax*: the median over rounds of the"
