@@ -369,7 +369,9 @@ def main(argv=None) -> str:
       " (donated): no per-leaf kernels. XLA:CPU compiles it to two kernels"
       " (m from g and m, then p from p and the new m), moving 6 arrays; one"
       " kernel reading p, g, m and writing p, m would move 5, and PyTorch's"
-      " fused kernel does that (it beats this floor). PyTorch runs on one thread (with two, its threads and"
+      " fused kernel is such a kernel (whether it beats this floor varies"
+      " between runs and trees). PyTorch runs on one thread (with two, its"
+      " threads and"
       " XLA's contend on this machine and it ran 10-50x slower). *Compile*: CPU seconds of this process to lower and"
       f" compile the step, the least of {compiles}, and over Optax's.\n",
   ]
