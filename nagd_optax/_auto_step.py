@@ -475,9 +475,12 @@ def scale_by_auto_step(
     step = jnp.where(curvature > 0, curvature_factor / _positive(curvature),
                      2.0 * state.step_size)
     # At the first update g_b = 0, so ||g_0||^2 is the gradient change.
+    # ||y_0|| serves the first step only: a cond keeps its pass over the
+    # parameters out of every later update.
     param_norm = (
         jnp.zeros([], dtype()) if params is None
-        else jnp.sqrt(norm_squared(params))
+        else jax.lax.cond(first, lambda: jnp.sqrt(norm_squared(params)),
+                          lambda: jnp.zeros([], dtype()))
     )
     first_step = initial_step * jnp.maximum(1.0, param_norm) / _positive(
         jnp.sqrt(gradient_change_squared))
