@@ -8,6 +8,7 @@ backtracking for full batches), written here without calling the library,
 and closed forms of the guarantees the paper proves.
 """
 
+import inspect
 import math
 
 import chex
@@ -779,3 +780,19 @@ def test_full_batch_needs_a_scalar_loss(value):
   state = optimizer.init(params)
   with pytest.raises((TypeError, ValueError), match="value"):
     optimizer.update(params, state, params, value=value)
+
+
+def test_the_three_spellings_of_the_settings_share_their_defaults():
+  # scale_by_auto_step's keywords, the AutoStep fields and auto_step's
+  # keywords are written out three times (for signatures users can read):
+  # they must not drift apart.
+  def keyword_defaults(function):
+    return {name: parameter.default
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY}
+
+  fields = nagd.AutoStep._field_defaults  # pylint: disable=protected-access
+  assert keyword_defaults(nagd.auto_step) == fields
+  transform = keyword_defaults(nagd.scale_by_auto_step)
+  assert {name: transform[name] for name in fields} == fields
+  assert set(transform) - set(fields) == {"axis_name"}
