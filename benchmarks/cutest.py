@@ -97,8 +97,7 @@ MAX_VARIABLES = 1000
 # Unbounded below, so "the lowest value reached" is no reference: HIMMELBH is
 # a cubic; 10FOLDTRLS keeps n - 2 linear groups in its least-squares form.
 UNBOUNDED = frozenset({"HIMMELBH", "10FOLDTRLS"})
-RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                    "runs", "cutest")
+RUNS = _common.output_directory("cutest", write_results=False)
 # Part of every result's fingerprint: bump it when the meaning of a stored
 # result changes without its runner's jaxpr changing.
 RESULTS_FORMAT = 1
