@@ -324,11 +324,8 @@ def plot(results, path):
       axis.axvline(goal, color=color, linestyle=style, lw=1)
     axis.set(title=tree_name, xlabel=f"step time / {BASELINE}")
     axis.grid(axis="x", alpha=0.3)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  figure.tight_layout()
-  figure.savefig(path, dpi=90)
-  plt.close(figure)
-  return path
+  return _common.save_figure(figure, os.path.basename(path),
+                             os.path.dirname(path))
 
 
 def main(argv=None) -> str:
@@ -448,11 +445,7 @@ def main(argv=None) -> str:
   print(text)
   if not args.no_write:
     folder = _common.output_directory("step_cost", args.write_results)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{name}.md")
-    with open(path, "w") as file:
-      file.write(text)
-    print("wrote", path)
+    print("wrote", _common.write(f"{name}.md", text, folder))
     print("wrote", plot(results, os.path.join(folder, f"{name}.png")))
   return text
 
