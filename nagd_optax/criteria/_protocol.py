@@ -139,6 +139,11 @@ def no_state(params: optax.Params) -> optax.EmptyState:
 _SMALL_LEAF_SIZE = 4096
 
 
+def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
+  """<x, y> over every element (the real part, for complex leaves)."""
+  return jnp.sum(jnp.real(jnp.conj(x) * y))
+
+
 def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
   # Reductions over bf16/f16 leaves accumulate in float32 (free inside the
   # reduction); float64 stays float64.
@@ -206,15 +211,13 @@ def tree_inner_product(
     if x.size <= _SMALL_LEAF_SIZE:
       small[sharded, dtype].append((jnp.ravel(x), jnp.ravel(y)))
       return
-    product = jnp.sum(jnp.real(jnp.conj(x) * y))
-    (varying if sharded else invariant).append(product)
+    (varying if sharded else invariant).append(_dot(x, y))
 
   jax.tree.map(leaf_product, a, b, is_leaf=lambda x: x is None)
   for (sharded, _), pairs in small.items():
     xs, ys = zip(*pairs)
     x, y = (jnp.concatenate(v) if len(v) > 1 else v[0] for v in (xs, ys))
-    (varying if sharded else invariant).append(
-        jnp.sum(jnp.real(jnp.conj(x) * y)))
+    (varying if sharded else invariant).append(_dot(x, y))
   zero = jnp.zeros([], jnp.float32)
   if axis_name is None:
     return sum(invariant, zero)
