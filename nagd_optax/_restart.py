@@ -306,6 +306,10 @@ def restart(
   # transformation says how (nesterov_trace): the same values, in a form a
   # reduction over them fuses without a parameter-sized copy of the update.
   updates_again = getattr(inner, "updates_again", None)
+  # Likewise the update that an immediate criterion replaces, written from
+  # the buffer as stored after the reset: recomputed from a fresh state, it
+  # read the buffer before the reset, which XLA then kept as a whole copy.
+  updates_after_reset = getattr(inner, "updates_after_reset", None)
   inner = optax.with_extra_args_support(inner)
 
   def momentum_of(inner_state, params):
@@ -375,9 +379,16 @@ def restart(
           ),
       )
       if criterion.immediate:
-        fresh_updates, _ = inner.update(updates, fresh, params, **extra_args)
-        new_updates = _select(fired, fresh_updates, new_updates)
         inner_state = _select(fired, fresh, inner_state)
+        if updates_after_reset is not None:
+          new_updates = updates_after_reset(
+              updates, state_before, inner_state, fired
+          )
+        else:
+          fresh_updates, _ = inner.update(
+              updates, fresh, params, **extra_args
+          )
+          new_updates = _select(fired, fresh_updates, new_updates)
         restarts = jnp.where(fired, optax.safe_increment(restarts), restarts)
         steps = jnp.where(fired, 0, steps)
       else:

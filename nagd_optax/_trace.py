@@ -84,6 +84,14 @@ class _NesterovTrace(optax.GradientTransformation):
   buffer. :func:`nagd_optax.restart` hands these to its criteria, so that a
   norm of the update (the speed criterion) adds no parameter-sized
   temporary.
+
+  It also carries ``updates_after_reset(gradients, state, new_state,
+  reset)``: the same updates where ``reset`` is false, and where it is true
+  the updates of the step from a fresh state, both written from the buffer
+  the step stores (``new_state``, whose buffer is zero where ``reset``).
+  :func:`nagd_optax.restart` uses it for criteria that replace the update
+  that fired (``gradient(immediate=True)``): recomputing that update from
+  the buffer before its reset made XLA keep a copy of the whole buffer.
   """
 
 
@@ -241,6 +249,26 @@ def nesterov_trace(
         is_leaf=_is_none,
     )
 
+  def updates_after_reset(updates, state, new_state, reset):
+    # From a fresh state (count 0, buffer 0) the step stores the buffer
+    # 0 * mu + g_k = g_k in the buffer's dtype and returns
+    # g_k + mu_0 * that; otherwise g_k + mu_k * m_k. Both read only the
+    # gradients and the buffer as stored after the step.
+    extrapolation = _extrapolation_momentum(momentum, state.count)
+    first = _extrapolation_momentum(momentum, jnp.zeros([], jnp.int32))
+
+    def leaf(g, m):
+      if g is None:
+        return None
+      dtype = jnp.result_type(g, m)
+      fresh_buffer = g.astype(m.dtype)
+      fresh = jnp.asarray(first, dtype) * fresh_buffer
+      kept = jnp.asarray(extrapolation, dtype) * m
+      return (g + jnp.where(reset, fresh, kept)).astype(g.dtype)
+
+    return jax.tree.map(leaf, updates, new_state.trace, is_leaf=_is_none)
+
   transformation = _NesterovTrace(init_fn, update_fn)
   transformation.updates_again = updates_again
+  transformation.updates_after_reset = updates_after_reset
   return transformation
