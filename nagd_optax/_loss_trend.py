@@ -81,10 +81,23 @@ def init_trend() -> LossTrend:
   )
 
 
+def _power(smoothing, samples: jax.Array, dtype) -> jax.Array:
+  """``smoothing ** samples``, in ``dtype``.
+
+  For the unsmoothed statistics (a Python 0, the loss criterion's default)
+  it is 1 before any sample and 0 after, written without a power: XLA:CPU
+  spends about 10 ms compiling each kernel with a transcendental function
+  in it, and these scalars sit in a step that compiles once per run.
+  """
+  if isinstance(smoothing, (int, float)) and smoothing == 0:
+    return jnp.where(samples == 0, 1, 0).astype(dtype)
+  return jnp.power(jnp.asarray(smoothing, dtype), samples)
+
+
 def _debiased(ema: jax.Array, smoothing, samples: jax.Array) -> jax.Array:
   """An EMA started at zero, debiased for that start (as in Adam); 0 before
   any sample."""
-  debias = 1 - jnp.power(jnp.asarray(smoothing, ema.dtype), samples)
+  debias = 1 - _power(smoothing, samples, ema.dtype)
   return jnp.where(samples > 0, ema / jnp.where(samples > 0, debias, 1), 0.0)
 
 
@@ -120,6 +133,22 @@ def update_trend(
   finite = jnp.isfinite(value)
   return jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,
                       trend)
+
+
+def update_level(trend: LossTrend, value: jax.Array) -> LossTrend:
+  """:func:`update_trend` without smoothing (``smoothing=0``), kept short.
+
+  The mean is then the last finite loss and the count the number of finite
+  losses; without smoothing there is no noise to estimate, so ``drift`` and
+  ``noise`` keep their values. Fewer scalars to compute means fewer kernels
+  for XLA to compile in every step that reads the loss.
+  """
+  value = jnp.asarray(value).astype(trend.mean.dtype)
+  finite = jnp.isfinite(value)
+  return trend._replace(
+      mean=jnp.where(finite, value, trend.mean),
+      count=jnp.where(finite, optax.safe_increment(trend.count), trend.count),
+  )
 
 
 def standard_error(

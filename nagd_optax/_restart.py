@@ -66,6 +66,24 @@ class RestartState(NamedTuple):
     return self.criterion_state
 
 
+def _computed_once(decision: jax.Array) -> jax.Array:
+  """``decision``, computed once rather than in every kernel that reads it.
+
+  XLA fuses a cheap scalar computation into each kernel that reads it, so a
+  criterion's decision (a dozen scalar operations for the loss criterion)
+  would be compiled into every per-leaf kernel of the inner update: about
+  0.1 s more compile time on a 148-leaf tree on CPU. XLA does not fuse
+  through a conditional, so on CPU the decision goes through one; on other
+  platforms, where a conditional may wait on the host at every step, it is
+  left to XLA.
+  """
+  return jax.lax.platform_dependent(
+      decision,
+      cpu=lambda d: jax.lax.cond(d, lambda: True, lambda: False),
+      default=lambda d: d,
+  )
+
+
 def _is_masked(x: Any) -> bool:
   return isinstance(x, optax.MaskedNode)
 
@@ -136,11 +154,20 @@ def _keep_hyperparameters(fresh: Any, old: Any) -> Any:
 
 def _select(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
   # A fresh state is a constant (zeros, count 0): selecting it is fused into
-  # the inner update, with no extra pass over the parameters.
-  return jax.tree.map(
-      lambda a, b: jnp.where(condition, a, b).astype(b.dtype), on_true,
-      on_false
-  )
+  # the inner update, with no extra pass over the parameters. lax.select
+  # with a scalar predicate rather than jnp.where: the same operation,
+  # traced in a third of the time on trees of hundreds of leaves.
+  condition = jnp.asarray(condition, jnp.bool_)
+
+  def select(a, b):
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    if a.dtype != b.dtype:
+      a = a.astype(b.dtype)
+    if a.shape != b.shape:
+      a = jnp.broadcast_to(a, b.shape)
+    return jax.lax.select(condition, a, b)
+
+  return jax.tree.map(select, on_true, on_false)
 
 
 def restart(
@@ -348,7 +375,7 @@ def restart(
     reset = state.restart_pending | jnp.asarray(restart, jnp.bool_)
     if criterion.before_update is not None:
       fired, criterion_state = criterion.before_update(criterion_state, info)
-      reset = reset | fired
+      reset = _computed_once(reset | fired)
     fresh = _keep_hyperparameters(
         inner.init(_init_template(params, updates)), state.inner_state
     )

@@ -412,15 +412,21 @@ def test_restart_adds_only_scalars_to_the_state(criterion):
                                                 plain[0])
 
 
-def _primitives(jaxpr):
-  """Names of all primitives in a jaxpr, nested ones (pjit, ...) included."""
+def _equations(jaxpr):
+  """All equations of a jaxpr, nested ones (pjit, cond branches) included."""
   for equation in jaxpr.eqns:
-    yield equation.primitive.name
+    yield equation
     for param in equation.params.values():
       for sub in param if isinstance(param, (list, tuple)) else [param]:
         sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
         if hasattr(sub, "eqns"):
-          yield from _primitives(sub)
+          yield from _equations(sub)
+
+
+def _primitives(jaxpr):
+  """Names of all primitives in a jaxpr, nested ones (pjit, ...) included."""
+  for equation in _equations(jaxpr):
+    yield equation.primitive.name
 
 
 @pytest.mark.parametrize("criterion", nagd.criteria._shorthands.NAMES)
@@ -433,8 +439,13 @@ def test_the_decision_is_a_select_not_a_branch(criterion):
       lambda g, s: optimizer.update(g, s, params, value=1.0)
   )(params, state)
   primitives = set(_primitives(jaxpr.jaxpr))
-  assert not primitives & {"cond", "while", "scan"}
   assert "select_n" in primitives
+  # No branch over the tree: a conditional may only pass a scalar decision
+  # (on CPU the decision is computed once through one, see _computed_once).
+  for equation in _equations(jaxpr.jaxpr):
+    if equation.primitive.name in {"cond", "while", "scan"}:
+      assert all(v.aval.shape == () for v in equation.outvars), equation
+      assert all(v.aval.shape == () for v in equation.invars), equation
 
 
 # ----------------------------------------------------------------------------

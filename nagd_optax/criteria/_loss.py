@@ -14,7 +14,9 @@ class LossState(NamedTuple):
   """State of :func:`loss`.
 
   Attributes:
-    trend: running statistics of the loss (see ``smoothing``).
+    trend: running statistics of the loss (see ``smoothing``); without
+      smoothing only its ``mean`` (the last finite loss) and ``count`` are
+      kept.
     lowest: the lowest (smoothed) loss since the criterion last fired; a
       rise is measured from it.
 
@@ -104,6 +106,10 @@ def loss(
   _validation.check_at_least(noise_tolerance, "noise_tolerance", 0.0)
   _validation.check_integer_at_least(min_interval, "min_interval", 0)
 
+  # The paper's test (no smoothing, known when the criterion is built) needs
+  # only the last loss, not the noise statistics.
+  unsmoothed = isinstance(smoothing, (int, float)) and smoothing == 0
+
   def init(params):
     del params
     trend = _loss_trend.init_trend()
@@ -113,12 +119,15 @@ def loss(
     value = _loss_trend.scalar_loss(
         info.extra_args.get("value"), "the loss restart criterion"
     )
-    trend = _loss_trend.update_trend(state.trend, value, smoothing)
-    margin = jnp.where(
-        smoothing > 0,
-        noise_tolerance * _loss_trend.standard_error(trend, smoothing),
-        0.0,
-    )
+    if unsmoothed:
+      trend, margin = _loss_trend.update_level(state.trend, value), 0.0
+    else:
+      trend = _loss_trend.update_trend(state.trend, value, smoothing)
+      margin = jnp.where(
+          smoothing > 0,
+          noise_tolerance * _loss_trend.standard_error(trend, smoothing),
+          0.0,
+      )
     finite = jnp.isfinite(value)
     settled = _loss_trend.settled(trend, smoothing)
     rose = (
