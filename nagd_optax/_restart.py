@@ -197,8 +197,10 @@ def restart(
   inner output :math:`u_k`, the inner momentum buffer :math:`m_k`). A
   restart before the update resets this update's inner state; one after it
   resets the next update's (or, for an ``immediate`` criterion, recomputes
-  this update from a fresh state). Either way the reset is a scalar
-  ``jnp.where`` per leaf and the criteria keep only scalars.
+  this update from a fresh state). Either way the reset is elementwise with
+  a scalar decision (a select per leaf; for :func:`nagd_optax.nesterov_trace`
+  its buffer times 0 or 1), no second pass, and the criteria keep only
+  scalars.
 
   The criteria (``nagd_optax.criteria``, with their string shorthands):
 
@@ -227,7 +229,10 @@ def restart(
   hyperparameters injected with ``optax.inject_hyperparams`` inside
   ``inner``, which keep their current values and schedules. Keep learning-
   rate schedules outside ``inner`` unless they should restart too (as
-  :func:`nagd_optax.nagd` does).
+  :func:`nagd_optax.nagd` does). :func:`nagd_optax.nesterov_trace` resets
+  itself, multiplying its buffer by zero (XLA:CPU compiles that faster than
+  a select): the same as ``init`` for any finite buffer, while a buffer
+  holding an infinity or NaN (whose parameters are already lost) stays NaN.
 
   Args:
     inner: the transformation whose state is restarted, e.g.
@@ -337,6 +342,9 @@ def restart(
   # the buffer as stored after the reset: recomputed from a fresh state, it
   # read the buffer before the reset, which XLA then kept as a whole copy.
   updates_after_reset = getattr(inner, "updates_after_reset", None)
+  # And a reset that the inner transformation does itself (nesterov_trace
+  # multiplies its buffer by 0 or 1): a select per leaf compiles slowly.
+  fresh_where = getattr(inner, "fresh_where", None)
   inner = optax.with_extra_args_support(inner)
 
   def momentum_of(inner_state, params):
@@ -376,10 +384,17 @@ def restart(
     if criterion.before_update is not None:
       fired, criterion_state = criterion.before_update(criterion_state, info)
       reset = _computed_once(reset | fired)
-    fresh = _keep_hyperparameters(
-        inner.init(_init_template(params, updates)), state.inner_state
-    )
-    inner_state = _select(reset, fresh, state.inner_state)
+    def reset_where(condition, inner_state):
+      if fresh_where is not None:
+        return fresh_where(condition, inner_state)
+      return _select(condition, fresh_state(), inner_state)
+
+    def fresh_state():
+      return _keep_hyperparameters(
+          inner.init(_init_template(params, updates)), state.inner_state
+      )
+
+    inner_state = reset_where(reset, state.inner_state)
     state_before = inner_state
     new_updates, inner_state = inner.update(
         updates, inner_state, params, **extra_args
@@ -396,7 +411,8 @@ def restart(
           info._replace(
               steps=steps,
               updates=(
-                  new_updates if updates_again is None
+                  None if not criterion.reads_updates
+                  else new_updates if updates_again is None
                   else updates_again(updates, state_before, inner_state)
               ),
               momentum=(
@@ -406,14 +422,14 @@ def restart(
           ),
       )
       if criterion.immediate:
-        inner_state = _select(fired, fresh, inner_state)
+        inner_state = reset_where(fired, inner_state)
         if updates_after_reset is not None:
           new_updates = updates_after_reset(
               updates, state_before, inner_state, fired
           )
         else:
           fresh_updates, _ = inner.update(
-              updates, fresh, params, **extra_args
+              updates, fresh_state(), params, **extra_args
           )
           new_updates = _select(fired, fresh_updates, new_updates)
         restarts = jnp.where(fired, optax.safe_increment(restarts), restarts)

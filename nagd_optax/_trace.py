@@ -119,6 +119,15 @@ class _NesterovTrace(optax.GradientTransformation):
   :func:`nagd_optax.restart` uses it for criteria that replace the update
   that fired (``gradient(immediate=True)``): recomputing that update from
   the buffer before its reset made XLA keep a copy of the whole buffer.
+
+  And ``fresh_where(reset, state)``: ``state``, or where ``reset`` (a traced
+  boolean) the state ``init`` gives, with the buffer multiplied by 0 or 1
+  rather than selected. :func:`nagd_optax.restart` resets through it:
+  XLA:CPU takes about 15 ms to compile each distinct per-leaf kernel with a
+  select in it, and a multiplication costs next to nothing. It is the fresh
+  state for every finite buffer (up to the sign of zero); a buffer that
+  holds an infinity or NaN stays NaN, as the parameters it was applied to
+  already are.
   """
 
 
@@ -297,7 +306,15 @@ def nesterov_trace(
 
     return jax.tree.map(leaf, updates, new_state.trace, is_leaf=_is_none)
 
+  def fresh_where(reset, state):
+    keep = _Scalar(jnp.where(reset, 0, 1))
+    return NesterovTraceState(
+        count=jnp.where(reset, jnp.zeros_like(state.count), state.count),
+        trace=jax.tree.map(lambda m: m * keep.like(m, m), state.trace),
+    )
+
   transformation = _NesterovTrace(init_fn, update_fn)
   transformation.updates_again = updates_again
   transformation.updates_after_reset = updates_after_reset
+  transformation.fresh_where = fresh_where
   return transformation

@@ -68,6 +68,29 @@ def test_a_restart_by_ones_own_criterion_is_a_fresh_start():
   chex.assert_trees_all_close(updates, expected)
 
 
+@pytest.mark.parametrize("reads_updates", [True, False])
+def test_a_criterion_sees_the_update_only_if_it_reads_it(reads_updates):
+  seen = []
+
+  def after_update(state, info):
+    seen.append(info.updates)
+    return jnp.asarray(False), state
+
+  criterion = nagd.criteria.Criterion(
+      init=lambda params: optax.EmptyState(), after_update=after_update, reads_updates=reads_updates)
+  optimizer = nagd.nagd(0.1, 0.5, restart=criterion)
+  params = jnp.array([1.0, -2.0])
+  state = optimizer.init(params)
+  _, state = optimizer.update(params, state, params)
+  updates, _ = optimizer.update(params, state, params)
+  if reads_updates:
+    # u_1 = g + mu (mu g + g) with g = params, in the learning rate's units.
+    np.testing.assert_allclose(seen[-1], params * (1 + 0.5 * 1.5))
+    np.testing.assert_allclose(updates, -0.1 * seen[-1], rtol=1e-6)
+  else:
+    assert seen[-1] is None
+
+
 def test_shorthand_options_are_refused_with_a_criterion_object():
   with pytest.raises(ValueError, match="criteria.loss"):
     nagd.restart(nagd.nesterov_trace(), nagd.criteria.loss(),

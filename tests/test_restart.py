@@ -469,8 +469,10 @@ def test_update_without_params_keeps_the_state_dtypes():
   assert int(final.restarts) == 3
 
 
-def test_none_updates_need_params():
-  optimizer = nagd.restart(nagd.nesterov_trace(0.9), "on_demand")
+def test_none_updates_need_params_to_build_a_fresh_state():
+  # A generic inner transformation (here hidden in a chain) is reset to its
+  # init state, built from the parameters: a None update has no shape.
+  optimizer = nagd.restart(optax.chain(nagd.nesterov_trace(0.9)), "on_demand")
   params = {"a": jnp.ones(2), "b": jnp.ones(3)}
   state = optimizer.init(params)
   grads = {"a": jnp.ones(2), "b": None}
@@ -479,6 +481,25 @@ def test_none_updates_need_params():
   updates, new_state = optimizer.update(grads, state, params, restart=True)
   assert updates["b"] is None
   chex.assert_trees_all_equal_structs(new_state, state)
+
+
+def test_nesterov_trace_resets_itself_without_params():
+  # nesterov_trace resets its own buffers (to zero), so no parameters are
+  # needed, and a parameter without a gradient keeps a zero buffer.
+  optimizer = nagd.restart(nagd.nesterov_trace(0.9), "on_demand")
+  params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+  state = optimizer.init(params)
+  _, state = optimizer.update({"a": jnp.ones(2), "b": jnp.ones(3)}, state)
+  updates, new_state = optimizer.update(
+      {"a": 2 * jnp.ones(2), "b": None}, state, restart=True
+  )
+  assert updates["b"] is None
+  chex.assert_trees_all_equal_structs(new_state, state)
+  np.testing.assert_array_equal(new_state.inner_state.trace["b"], 0.0)
+  np.testing.assert_array_equal(new_state.inner_state.trace["a"], 2.0)
+  two = np.float32(2.0)
+  np.testing.assert_array_equal(updates["a"], two + np.float32(0.9) * two)
+  assert int(new_state.inner_state.count) == 1
 
 
 def _uphill(grads, buffers):

@@ -288,3 +288,20 @@ def test_bf16_buffer_is_rounded_before_the_extrapolation_reads_it():
   np.testing.assert_allclose(np.stack(ours), np.stack(expected), rtol=1e-6,
                              atol=1e-7)
   assert state.trace.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("accumulator_dtype", [None, jnp.bfloat16])
+def test_fresh_where_is_the_init_state_or_the_state_itself(accumulator_dtype):
+  """The reset nesterov_trace offers restart: where it fires, the state
+  init gives (zero buffers, count 0); elsewhere the state unchanged."""
+  trace = nagd.nesterov_trace(0.9, accumulator_dtype=accumulator_dtype)
+  params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+  state = trace.init(params)
+  for grads in ({"w": -jnp.ones((3, 2)), "b": jnp.array([2.0, -3.0])},) * 2:
+    _, state = trace.update(grads, state)
+  reset = jax.jit(trace.fresh_where)
+  kept = reset(jnp.asarray(False), state)
+  chex.assert_trees_all_equal(kept, state)
+  fresh = reset(jnp.asarray(True), state)
+  chex.assert_trees_all_equal_dtypes(fresh, trace.init(params))
+  chex.assert_trees_all_equal(fresh, trace.init(params))

@@ -22,7 +22,7 @@ class StepInfo(NamedTuple):
     axis_name: the wrapper's ``axis_name``; use :meth:`inner_product`, which
       reduces over it correctly.
     updates: the inner transformation's output :math:`u_k` (``after_update``
-      only).
+      of criteria with ``reads_updates`` only).
     momentum: the inner state's momentum buffer :math:`m_k` after the update
       (``after_update`` of criteria with ``reads_momentum`` only).
 
@@ -93,6 +93,10 @@ class Criterion(NamedTuple):
       momentum buffer.
     immediate: whether a restart from ``after_update`` replaces this update
       instead of acting on the next one.
+    reads_updates: whether ``after_update`` needs ``info.updates`` (the
+      default); a criterion that does not can say so, and the wrapper then
+      leaves it None instead of handing over a recomputation of the update
+      that XLA would discard (tracing time on large trees).
 
   Example:
     A criterion of one's own: restart when a held-out loss, passed to
@@ -127,6 +131,7 @@ class Criterion(NamedTuple):
   )
   reads_momentum: bool = False
   immediate: bool = False
+  reads_updates: bool = True
 
 
 def no_state(params: optax.Params) -> optax.EmptyState:
@@ -141,7 +146,9 @@ _SMALL_LEAF_SIZE = 4096
 
 def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
   """<x, y> over every element (the real part, for complex leaves)."""
-  return jnp.sum(jnp.real(jnp.conj(x) * y))
+  if jnp.iscomplexobj(x) or jnp.iscomplexobj(y):
+    return jnp.sum(jnp.real(jnp.conj(x) * y))
+  return jnp.sum(x * y)
 
 
 def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
@@ -205,7 +212,10 @@ def tree_inner_product(
     if x is None or isinstance(y, optax.MaskedNode):
       return
     dtype = _accumulation_dtype(x)
-    x, y = x.astype(dtype), y.astype(dtype)
+    if x.dtype != dtype:
+      x = x.astype(dtype)
+    if y.dtype != dtype:
+      y = y.astype(dtype)
     sharded = axis_name is not None and axis_name in (
         _varying_axes(x) | _varying_axes(y))
     if x.size <= _SMALL_LEAF_SIZE:

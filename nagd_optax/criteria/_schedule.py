@@ -80,7 +80,9 @@ def every(period: int | optax.Schedule) -> _protocol.Criterion:
     done = info.steps >= jnp.maximum(jnp.round(length), 1)
     return done, EveryState(count=optax.safe_increment(state.count))
 
-  return _protocol.Criterion(init=init, after_update=after_update)
+  return _protocol.Criterion(
+      init=init, after_update=after_update, reads_updates=False
+  )
 
 
 def on_demand() -> _protocol.Criterion:

@@ -94,6 +94,7 @@ def gradient(
       after_update=after_update,
       reads_momentum=True,
       immediate=immediate,
+      reads_updates=False,
   )
 
 
@@ -192,4 +193,5 @@ def speed(
       init=init,
       after_update=after_update,
       reads_momentum=measure == "momentum",
+      reads_updates=measure == "update",
   )
