@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from nagd_optax import _validation
+from nagd_optax.criteria import _protocol
 
 
 class NesterovTraceState(NamedTuple):
@@ -281,12 +282,12 @@ def nesterov_trace(
 
   def updates_again(updates, state, new_state):
     extrapolation = _extrapolation_momentum(momentum, state.count)
-    return jax.tree.map(
-        lambda g, m: None if g is None else _plus_momentum_unshared(
-            g, m, extrapolation).astype(g.dtype),
+    # Small leaves are recomputed together, as the criteria reduce them.
+    return _protocol.elementwise_map(
+        lambda g, m: _cast(_plus_momentum_unshared(g, m, extrapolation),
+                           g.dtype),
         updates,
         new_state.trace,
-        is_leaf=_is_none,
     )
 
   def updates_after_reset(updates, state, new_state, reset):

@@ -6,6 +6,7 @@ take its norm: as much memory again as the parameters, and a pass over it.
 Optax's own Nesterov step is the reference: it needs no temporary at all.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,3 +136,24 @@ def test_the_replaced_update_is_the_update_from_a_fresh_state_bit_for_bit(
     expected = fresh_updates if bool(reset) else updates
     _assert_same_bits(expected, written)
     grads = jax.tree.map(lambda g: -0.7 * g, grads)
+
+
+def test_small_leaves_computed_together_are_the_same_numbers():
+  """The recomputed update handles small leaves concatenated (one kernel
+  for all of them); it must equal the leaf-by-leaf map bit for bit, None
+  leaves, mixed dtypes and shapes included."""
+  from nagd_optax.criteria import _protocol
+  key = jax.random.PRNGKey(2)
+  a = {"big": jax.random.normal(key, (70, 80)),
+       "s1": jax.random.normal(key, (3, 4)),
+       "s2": jax.random.normal(key, (5,)).astype(jnp.bfloat16),
+       "s3": jax.random.normal(key, ()),
+       "none": None,
+       "s4": jax.random.normal(key, (7, 2))}
+  b = jax.tree.map(lambda x: 0.5 - x, a)
+  fn = lambda x, y: x - (-0.9) * y * y
+  together = jax.jit(lambda a, b: _protocol.elementwise_map(fn, a, b))(a, b)
+  expected = jax.jit(lambda a, b: jax.tree.map(fn, a, b))(a, b)
+  assert together["none"] is None
+  _assert_same_bits(expected, together)
+  chex.assert_trees_all_equal_shapes_and_dtypes(together, expected)
