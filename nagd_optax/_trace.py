@@ -92,15 +92,16 @@ def _plus_momentum(gradient, buffer, momentum: _Scalar):
   return gradient + momentum.like(gradient, buffer) * buffer
 
 
-def _plus_momentum_unshared(gradient, buffer, momentum: _Scalar):
-  """``_plus_momentum`` written as ``gradient - (-momentum) * buffer``.
+def _minus_negated_momentum(gradient, buffer, negated: _Scalar):
+  """``_plus_momentum`` written as ``gradient - (-momentum) * buffer``,
+  given ``negated`` = -momentum.
 
   The same value bit for bit (negation is exact, and subtracting a negated
   number is adding it), but an expression XLA does not merge with the
   update's: a reduction over it then reads the gradient and the buffer
   directly instead of a materialised copy of the update.
   """
-  return gradient - (-momentum.like(gradient, buffer)) * buffer
+  return gradient - negated.like(gradient, buffer) * buffer
 
 
 class _NesterovTrace(optax.GradientTransformation):
@@ -282,10 +283,10 @@ def nesterov_trace(
 
   def updates_again(updates, state, new_state):
     extrapolation = _extrapolation_momentum(momentum, state.count)
+    negated = _Scalar(-extrapolation.value)
     # Small leaves are recomputed together, as the criteria reduce them.
     return _protocol.elementwise_map(
-        lambda g, m: _cast(_plus_momentum_unshared(g, m, extrapolation),
-                           g.dtype),
+        lambda g, m: _cast(_minus_negated_momentum(g, m, negated), g.dtype),
         updates,
         new_state.trace,
     )

@@ -252,21 +252,27 @@ def tree_inner_product(
     if x is None or isinstance(y, optax.MaskedNode):
       return
     dtype = _accumulation_dtype(x)
+    same = y is x
     if x.dtype != dtype:
       x = x.astype(dtype)
-    if y.dtype != dtype:
-      y = y.astype(dtype)
+    y = x if same else y if y.dtype == dtype else y.astype(dtype)
     sharded = axis_name is not None and axis_name in (
         _varying_axes(x) | _varying_axes(y))
     if x.size <= _SMALL_LEAF_SIZE:
-      small[sharded, dtype].append((jnp.ravel(x), jnp.ravel(y)))
+      x_flat = jnp.ravel(x)
+      small[sharded, dtype].append(
+          (x_flat, x_flat if y is x else jnp.ravel(y)))
       return
     (varying if sharded else invariant).append(_dot(x, y))
 
   jax.tree.map(leaf_product, a, b, is_leaf=lambda x: x is None)
   for (sharded, _), pairs in small.items():
     xs, ys = zip(*pairs)
-    x, y = (jnp.concatenate(v) if len(v) > 1 else v[0] for v in (xs, ys))
+    x = jnp.concatenate(xs) if len(xs) > 1 else xs[0]
+    if a is b:  # a squared norm: one concatenation
+      y = x
+    else:
+      y = jnp.concatenate(ys) if len(ys) > 1 else ys[0]
     (varying if sharded else invariant).append(_dot(x, y))
   zero = jnp.zeros([], jnp.float32)
   if axis_name is None:
