@@ -340,7 +340,7 @@ def main(argv=None) -> str:
                       help="write nothing")
   args = parser.parse_args(argv)
   rounds, repeats = (3, 2) if args.quick else (60, 5)
-  compiles = 1 if args.quick else 3
+  compiles = 1 if args.quick else 5
   started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
   command = "python -m benchmarks.step_cost" + (
       " --quick" if args.quick else "") + (
@@ -369,24 +369,38 @@ def main(argv=None) -> str:
       " fused kernel is such a kernel (whether it beats this floor varies"
       " between runs and trees). PyTorch runs on one thread (with two, its"
       " threads and"
-      " XLA's contend on this machine and it ran 10-50x slower). *Compile*: CPU seconds of this process to lower and"
-      f" compile the step, the least of {compiles}, and over Optax's.\n",
+      " XLA's contend on this machine and it ran 10-50x slower). *Compile*:"
+      " CPU seconds of this process to lower and compile the step (the"
+      f" median of {compiles} rounds, each compiling every variant once in"
+      " an order shuffled per round) and, in brackets, the median over"
+      " rounds of its ratio to Optax's in the same round.\n",
   ]
   results = {}
   for tree_name, params in trees(args.quick).items():
     print(f"step cost: {tree_name}", flush=True)
     grads = jax.tree.map(lambda p: 1e-2 * p, params)
     param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
-    runs, compile_times, memory = {}, {}, {}
-    for name, optimizer in optimizers().items():
-      times = []
-      for _ in range(compiles):
+    runs, memory = {}, {}
+    compile_samples = {name: [] for name in optimizers()}
+    order = list(compile_samples)
+    for _ in range(compiles):
+      random.Random(len(compile_samples[BASELINE])).shuffle(order)
+      for name in order:
         copy = jax.tree.map(jnp.copy, params)
-        runs[name], seconds = make_step(optimizer, copy, grads)
-        times.append(seconds)
-      compile_times[name] = min(times)
+        runs[name], seconds = make_step(optimizers()[name], copy, grads)
+        compile_samples[name].append(seconds)
+    runs = {name: runs[name] for name in compile_samples}  # table order
+    compile_times = {name: statistics.median(times)
+                     for name, times in compile_samples.items()}
+    compile_ratio = {
+        name: statistics.median(
+            t / o for t, o in zip(times, compile_samples[BASELINE]))
+        for name, times in compile_samples.items()
+    }
+    for name, optimizer in optimizers().items():
       memory[name] = f"{state_bytes(optimizer, params) / param_bytes:.2f}"
     runs[FLOOR], compile_times[FLOOR] = make_floor(params, grads)
+    compile_ratio[FLOOR] = compile_times[FLOOR] / compile_times[BASELINE]
     memory[FLOOR] = "1.00"
     for name, run in make_torch_steps(params, grads).items():
       runs[name], compile_times[name], memory[name] = run, None, "1.00"
@@ -396,10 +410,6 @@ def main(argv=None) -> str:
                    for name, ratios in per_round_ratios(samples,
                                                         FLOOR).items()}
     step = {name: quartiles(ratios)[1] for name, ratios in to_optax.items()}
-    compile_ratio = {
-        name: seconds / compile_times[BASELINE]
-        for name, seconds in compile_times.items() if seconds is not None
-    }
     results[tree_name] = {"step": step, "compile": compile_ratio}
     rows = []
     for name in runs:
