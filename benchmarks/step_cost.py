@@ -250,15 +250,17 @@ def training_share(rounds: int, repeats: int) -> list[tuple]:
       updates, state = optimizer.update(grads, state, params, value=loss)
       return optax.apply_updates(params, updates), state
 
-    jitted = jax.jit(step, donate_argnums=(0, 1))
+    # Every call starts from the same parameters and state (nothing is
+    # donated or carried over): the variants then time the same arithmetic
+    # on the same numbers, where trajectories that drifted apart (say into
+    # subnormal floats) could time differently.
+    jitted = jax.jit(step)
     state = None if optimizer is None else optimizer.init(params)
-    carry = [jax.tree.map(jnp.copy, params), state]
 
     def run():
-      carry[:] = jitted(carry[0], carry[1])
-      return carry[0]
+      return jitted(params, state)[0]
 
-    run()
+    jax.block_until_ready(run())
     return run
 
   chosen = {name: optimizer for name, optimizer in optimizers().items()
