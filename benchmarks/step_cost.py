@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import statistics
 import time
 
@@ -280,6 +281,77 @@ def training_share(rounds: int, repeats: int) -> list[tuple]:
   return rows, n_params
 
 
+def _compile_seconds(function, *args) -> float:
+  """CPU seconds of this process to lower and compile ``function``."""
+  start = time.process_time()
+  jax.jit(function).lower(*args).compile()
+  return time.process_time() - start
+
+
+def kernel_compile_costs(rounds: int) -> list[tuple]:
+  """What XLA:CPU's compile time depends on, in small programs.
+
+  Each program maps one elementwise expression over a tree of leaves:
+  leaves of distinct shapes give distinct kernels, leaves of one shape
+  identical ones. The same expression with a reset by a select, or by a
+  multiplication by a traced 0/1 scalar, shows what each costs per distinct
+  kernel. Medians of CPU seconds over ``rounds`` interleaved rounds.
+  """
+  distinct = lambda n: {f"{i:03d}": jnp.ones((256 + i, 64)) for i in range(n)}
+  same = lambda n: {f"{i:03d}": jnp.ones((256, 64)) for i in range(n)}
+  s = jnp.ones(2)
+  fma = lambda tree, s: jax.tree.map(lambda x: x * s[0] + s[1], tree)
+  select = lambda tree, s: jax.tree.map(
+      lambda x: jax.lax.select(s[0] > 0, jnp.zeros_like(x), x) * s[1], tree)
+  keep = lambda tree, s: jax.tree.map(
+      lambda x: x * jnp.where(s[0] > 0, 0.0, 1.0) * s[1], tree)
+  programs = {
+      "16 kernels of distinct shapes, x * a + b": (fma, distinct(16)),
+      "16 of distinct shapes, reset by a select": (select, distinct(16)),
+      "16 of distinct shapes, reset by times 0 or 1": (keep, distinct(16)),
+      "100 kernels of one shape, x * a + b": (fma, same(100)),
+      "100 kernels of distinct shapes, x * a + b": (fma, distinct(100)),
+  }
+  samples = {name: [] for name in programs}
+  order = list(programs)
+  for r in range(rounds):
+    random.Random(r).shuffle(order)
+    for name in order:
+      function, tree = programs[name]
+      # A fresh function each time: nothing is served from JAX's caches.
+      samples[name].append(_compile_seconds(
+          lambda tree, s, function=function: function(tree, s), tree, s))
+  return [(name, f"{statistics.median(times):.3f}")
+          for name, times in samples.items()]
+
+
+def compiled_kernels(optimizer, params) -> tuple[int, int]:
+  """(kernels, distinct kernels) in the compiled step.
+
+  Kernels are the fusions XLA:CPU emits; two are the same when their
+  computations read alike once instruction names are stripped (read from
+  the compiled HLO text).
+  """
+
+  def step(params, state, grads, value):
+    updates, state = optimizer.update(grads, state, params, value=value)
+    return optax.apply_updates(params, updates), state
+
+  text = jax.jit(step, donate_argnums=(0, 1)).lower(
+      params, optimizer.init(params), params, jnp.float32(1.0)
+  ).compile().as_text()
+  bodies = []
+  for computation in text.split("\n\n"):  # computations, one per block
+    computation = computation.strip()
+    header = computation.split("\n", 1)[0]
+    if not header.startswith("%") or "fused" not in header.split("(")[0]:
+      continue
+    body = re.sub(r"metadata=\{[^}]*\}", "", computation)
+    body = re.sub(r"param_\d+(\.\d+)?", "param", body)
+    bodies.append(re.sub(r"%[\w.\-]+", "%", body))
+  return len(bodies), len(set(bodies))
+
+
 # The bars this benchmark is held to (CPU); None: every tree.
 BARS = (
     ("nagd restart=speed", None, 1.75, "step"),
@@ -375,7 +447,8 @@ def main(argv=None) -> str:
       " CPU seconds of this process to lower and compile the step (the"
       f" median of {compiles} rounds, each compiling every variant once in"
       " an order shuffled per round) and, in brackets, the median over"
-      " rounds of its ratio to Optax's in the same round.\n",
+      " rounds of its ratio to Optax's in the same round (the floor is"
+      " compiled once: its time over Optax's median).\n",
   ]
   results = {}
   for tree_name, params in trees(args.quick).items():
@@ -447,6 +520,26 @@ def main(argv=None) -> str:
       " median over rounds of (step - step without optimizer) / step.\n")
   sections.append(_common.markdown_table(
       ["optimizer", "ms / step", "share of the step"], share_rows) + "\n")
+  print("step cost: what compile time depends on", flush=True)
+  cost_rows = kernel_compile_costs(compiles)
+  gpt_params = trees(args.quick)[GPT]
+  count_rows = [
+      (name, *compiled_kernels(optimizer, gpt_params))
+      for name, optimizer in optimizers().items()
+  ]
+  sections.append("## What compile time depends on (XLA:CPU)\n")
+  sections.append(
+      "CPU seconds to lower and compile small programs (median over"
+      f" {compiles} interleaved rounds): each distinct kernel costs"
+      " compile time, a kernel identical to one already compiled little,"
+      " and a select costs more than a multiplication.\n")
+  sections.append(_common.markdown_table(["program", "compile s"],
+                                         cost_rows) + "\n")
+  sections.append(
+      f"Kernels in each variant's compiled step on the {GPT} tree (fusions,"
+      " and how many of them differ once names are stripped):\n")
+  sections.append(_common.markdown_table(
+      ["variant", "kernels", "distinct"], count_rows) + "\n")
   sections.append("## Bars (CPU)\n")
   sections.append("\n".join(check_bars(results)) + "\n")
   name = "step_cost"

@@ -81,23 +81,10 @@ def init_trend() -> LossTrend:
   )
 
 
-def _power(smoothing, samples: jax.Array, dtype) -> jax.Array:
-  """``smoothing ** samples``, in ``dtype``.
-
-  For the unsmoothed statistics (a Python 0, the loss criterion's default)
-  it is 1 before any sample and 0 after, written without a power: XLA:CPU
-  spends about 10 ms compiling each kernel with a transcendental function
-  in it, and these scalars sit in a step that compiles once per run.
-  """
-  if isinstance(smoothing, (int, float)) and smoothing == 0:
-    return jnp.where(samples == 0, 1, 0).astype(dtype)
-  return jnp.power(jnp.asarray(smoothing, dtype), samples)
-
-
 def _debiased(ema: jax.Array, smoothing, samples: jax.Array) -> jax.Array:
   """An EMA started at zero, debiased for that start (as in Adam); 0 before
   any sample."""
-  debias = 1 - _power(smoothing, samples, ema.dtype)
+  debias = 1 - jnp.power(jnp.asarray(smoothing, ema.dtype), samples)
   return jnp.where(samples > 0, ema / jnp.where(samples > 0, debias, 1), 0.0)
 
 

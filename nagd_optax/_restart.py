@@ -71,15 +71,18 @@ def _computed_once(decision: jax.Array) -> jax.Array:
 
   XLA fuses a cheap scalar computation into each kernel that reads it, so a
   criterion's decision (a dozen scalar operations for the loss criterion)
-  would be compiled into every per-leaf kernel of the inner update: about
-  0.1 s more compile time on a 148-leaf tree on CPU. XLA does not fuse
-  through a conditional, so on CPU the decision goes through one; on other
-  platforms, where a conditional may wait on the host at every step, it is
-  left to XLA.
+  would be compiled into every per-leaf kernel of the inner update, and on
+  CPU each distinct kernel costs compile time (``benchmarks/results``
+  explains). XLA does not fuse through a conditional, so on CPU the
+  decision goes through one; on other platforms, where a conditional may
+  wait on the host at every step, it is left to XLA. The branches take the
+  decision as their operand (constant branches would not type-check inside
+  ``shard_map`` where the decision varies across devices) and are not the
+  identity (which XLA would remove).
   """
   return jax.lax.platform_dependent(
       decision,
-      cpu=lambda d: jax.lax.cond(d, lambda: True, lambda: False),
+      cpu=lambda d: jax.lax.cond(d, jnp.ones_like, jnp.zeros_like, d),
       default=lambda d: d,
   )
 
@@ -155,8 +158,8 @@ def _keep_hyperparameters(fresh: Any, old: Any) -> Any:
 def _select(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
   # A fresh state is a constant (zeros, count 0): selecting it is fused into
   # the inner update, with no extra pass over the parameters. lax.select
-  # with a scalar predicate rather than jnp.where: the same operation,
-  # traced in a third of the time on trees of hundreds of leaves.
+  # with a scalar predicate rather than jnp.where: the same operation, with
+  # less Python per leaf to trace.
   condition = jnp.asarray(condition, jnp.bool_)
 
   def select(a, b):
@@ -229,10 +232,13 @@ def restart(
   hyperparameters injected with ``optax.inject_hyperparams`` inside
   ``inner``, which keep their current values and schedules. Keep learning-
   rate schedules outside ``inner`` unless they should restart too (as
-  :func:`nagd_optax.nagd` does). :func:`nagd_optax.nesterov_trace` resets
-  itself, multiplying its buffer by zero (XLA:CPU compiles that faster than
-  a select): the same as ``init`` for any finite buffer, while a buffer
-  holding an infinity or NaN (whose parameters are already lost) stays NaN.
+  :func:`nagd_optax.nagd` does). When a criterion fires,
+  :func:`nagd_optax.nesterov_trace` resets itself by multiplying its buffer
+  by zero (XLA:CPU compiles that faster than a select): the same as
+  ``init`` for a finite buffer, while one holding an infinity or NaN stays
+  NaN (the loss, gradient and speed tests never fire on such values; a
+  periodic or custom criterion may). ``update(..., restart=True)`` resets
+  by a select and so also clears such a buffer.
 
   Args:
     inner: the transformation whose state is restarted, e.g.
@@ -380,10 +386,11 @@ def restart(
         axis_name=axis_name,
     )
     criterion_state = state.criterion_state
-    reset = state.restart_pending | jnp.asarray(restart, jnp.bool_)
+    reset = state.restart_pending
     if criterion.before_update is not None:
       fired, criterion_state = criterion.before_update(criterion_state, info)
       reset = _computed_once(reset | fired)
+
     def reset_where(condition, inner_state):
       if fresh_where is not None:
         return fresh_where(condition, inner_state)
@@ -395,6 +402,17 @@ def restart(
       )
 
     inner_state = reset_where(reset, state.inner_state)
+    if restart is not False:
+      # A restart asked for by the caller (after rolling the parameters
+      # back, say) returns to init by a select, which also clears a buffer
+      # that holds an infinity or NaN; the criteria never fire on those.
+      requested = jnp.asarray(restart, jnp.bool_)
+      inner_state = (
+          fresh_where(requested, inner_state, select=True)
+          if fresh_where is not None
+          else _select(requested, fresh_state(), inner_state)
+      )
+      reset = reset | requested
     state_before = inner_state
     new_updates, inner_state = inner.update(
         updates, inner_state, params, **extra_args

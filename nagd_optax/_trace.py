@@ -62,7 +62,7 @@ class _Scalar:
   injected hyperparameter) never promotes a bfloat16 leaf, and a Python
   float keeps full precision for a float64 one. Casting it once per dtype
   rather than once per leaf keeps tracing a tree of hundreds of leaves
-  cheap (one ``jnp.asarray`` per leaf cost about 0.1 ms each).
+  cheap.
   """
 
   def __init__(self, value):
@@ -80,6 +80,13 @@ class _Scalar:
 
 def _is_weak(x) -> bool:
   return bool(getattr(jax.typeof(x), "weak_type", False))
+
+
+def _as_arrays(tree: Any) -> Any:
+  """``tree`` with Python numbers as arrays (None leaves stay None)."""
+  return jax.tree.map(
+      lambda x: x if x is None or hasattr(x, "dtype") else jnp.asarray(x),
+      tree, is_leaf=_is_none)
 
 
 def _cast(x: jax.Array, dtype) -> jax.Array:
@@ -116,20 +123,23 @@ class _NesterovTrace(optax.GradientTransformation):
 
   It also carries ``updates_after_reset(gradients, state, new_state,
   reset)``: the same updates where ``reset`` is false, and where it is true
-  the updates of the step from a fresh state, both written from the buffer
-  the step stores (``new_state``, whose buffer is zero where ``reset``).
+  the updates of the step from a fresh state (up to the sign of zero: a
+  gradient of -0 gives -0 here, +0 from a fresh state), both written from
+  the buffer the step stores (``new_state``, whose buffer is zero where
+  ``reset``).
   :func:`nagd_optax.restart` uses it for criteria that replace the update
   that fired (``gradient(immediate=True)``): recomputing that update from
   the buffer before its reset made XLA keep a copy of the whole buffer.
 
-  And ``fresh_where(reset, state)``: ``state``, or where ``reset`` (a traced
-  boolean) the state ``init`` gives, with the buffer multiplied by 0 or 1
-  rather than selected. :func:`nagd_optax.restart` resets through it:
-  XLA:CPU takes about 15 ms to compile each distinct per-leaf kernel with a
-  select in it, and a multiplication costs next to nothing. It is the fresh
+  And ``fresh_where(reset, state, select=False)``: ``state``, or where
+  ``reset`` (a traced boolean) the state ``init`` gives, with the buffer
+  multiplied by 0 or 1 rather than selected (``select=True`` selects). :func:`nagd_optax.restart` resets through it:
+  XLA:CPU compiles a distinct per-leaf kernel with a select in it markedly
+  slower than one with a multiplication (``python -m
+  benchmarks.step_cost`` measures both). It is the fresh
   state for every finite buffer (up to the sign of zero); a buffer that
-  holds an infinity or NaN stays NaN, as the parameters it was applied to
-  already are.
+  holds an infinity or NaN stays NaN (a restart asked for with
+  ``update(..., restart=True)`` selects instead, and clears it).
   """
 
 
@@ -240,6 +250,7 @@ def nesterov_trace(
 
   def update_fn(updates, state, params=None):
     del params
+    updates = _as_arrays(updates)
     _check_floating(
         updates, "the gradient of",
         "A float0 gradient comes from jax.grad(..., allow_int=True) on an"
@@ -282,6 +293,7 @@ def nesterov_trace(
     )
 
   def updates_again(updates, state, new_state):
+    updates = _as_arrays(updates)
     extrapolation = _extrapolation_momentum(momentum, state.count)
     negated = _Scalar(-extrapolation.value)
     # Small leaves are recomputed together, as the criteria reduce them.
@@ -292,6 +304,7 @@ def nesterov_trace(
     )
 
   def updates_after_reset(updates, state, new_state, reset):
+    updates = _as_arrays(updates)
     # From a fresh state (count 0, buffer 0) the step stores the buffer
     # 0 * mu + g_k = g_k in the buffer's dtype and returns
     # g_k + mu_0 * that; otherwise g_k + mu_k * m_k. Both read only the
@@ -308,11 +321,15 @@ def nesterov_trace(
 
     return jax.tree.map(leaf, updates, new_state.trace, is_leaf=_is_none)
 
-  def fresh_where(reset, state):
-    keep = _Scalar(jnp.where(reset, 0, 1))
+  def fresh_where(reset, state, *, select=False):
+    if select:  # slower to compile, but clears an infinity or NaN too
+      reset_leaf = lambda m: jax.lax.select(reset, jnp.zeros_like(m), m)
+    else:
+      keep = _Scalar(jnp.where(reset, 0, 1))
+      reset_leaf = lambda m: m * keep.like(m, m)
     return NesterovTraceState(
         count=jnp.where(reset, jnp.zeros_like(state.count), state.count),
-        trace=jax.tree.map(lambda m: m * keep.like(m, m), state.trace),
+        trace=jax.tree.map(reset_leaf, state.trace),
     )
 
   transformation = _NesterovTrace(init_fn, update_fn)

@@ -357,6 +357,51 @@ def shard_map_auto_step():
           f" rejections={int(records['rejections'][-1])}")
 
 
+def shard_map_per_device_decisions():
+  """Without axis_name each device restarts on its own loss: the devices
+  take different decisions (and a per-device restart= flag), and each
+  matches the same run alone on one device."""
+  # Momentum 0.99 overshoots: the loss rises (restart) on some devices only.
+  scales = jnp.asarray(np.linspace(0.5, 1.0, 8))
+  lam = jnp.asarray(np.logspace(0, -2, 16))
+  steps = 40
+
+  def run(scale, x, flags, restart_flag):
+    optimizer = nagd.nagd(0.8, 0.99, restart="loss")
+    loss = lambda x: 0.5 * scale * jnp.sum(lam * x**2)
+
+    # A Python loop: a scan's carry would have to be cast to varying.
+    state = optimizer.init(x)
+    for k in range(steps):
+      value, grads = jax.value_and_grad(loss)(x)
+      updates, state = optimizer.update(
+          grads, state, x, value=value,
+          **({"restart": flags[k]} if restart_flag else {}))
+      x = optax.apply_updates(x, updates)
+    return x, optax.tree.get(state, "restarts")
+
+  x0 = jnp.ones((8, 16))
+  flags = jnp.zeros((8, steps), bool).at[jnp.arange(8), 4 * jnp.arange(8)
+                                         + 3].set(True)
+  for restart_flag in (False, True):
+    per_device = jax.jit(jax.shard_map(
+        lambda s, x, f: jax.tree.map(
+            lambda a: a[None],
+            run(s[0], x[0], f[0], restart_flag)),
+        mesh=MESH, in_specs=(P("x"), P("x"), P("x")),
+        out_specs=(P("x"), P("x")),
+    ))
+    x, restarts = per_device(scales, x0, flags)
+    # The reference: the eight runs side by side on one device.
+    expected_x, expected_restarts = jax.jit(jax.vmap(
+        lambda s, x, f: run(s, x, f, restart_flag)))(scales, x0, flags)
+    np.testing.assert_allclose(x, expected_x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(restarts, expected_restarts)
+    assert len(set(np.asarray(restarts).tolist())) > 1, restarts
+    print(f"shard_map_per_device_decisions restart_flag={restart_flag}: ok,"
+          f" restarts={np.asarray(restarts).tolist()}")
+
+
 CASES = {
     "jit_named_sharding": jit_named_sharding,
     "jit_init_explicit_sharding": jit_init_explicit_sharding,
@@ -364,6 +409,7 @@ CASES = {
     "shard_map_sharded_parameters": shard_map_sharded_parameters,
     "shard_map_mixed_parameters": shard_map_mixed_parameters,
     "shard_map_auto_step": shard_map_auto_step,
+    "shard_map_per_device_decisions": shard_map_per_device_decisions,
 }
 
 assert set(CASES) == set(sharding_cases_names.CASES)

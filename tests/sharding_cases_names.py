@@ -8,4 +8,5 @@ CASES = (
     "shard_map_sharded_parameters",
     "shard_map_mixed_parameters",
     "shard_map_auto_step",
+    "shard_map_per_device_decisions",
 )

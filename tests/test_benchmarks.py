@@ -370,3 +370,14 @@ def test_ordinary_runs_write_to_the_git_ignored_run_directory():
       cwd=os.path.dirname(_common.RESULTS), check=False)
   if (pathlib.Path(_common.RESULTS).parents[1] / ".git").exists():
     assert ignored.returncode == 0
+
+
+def test_step_cost_counts_identical_kernels_once():
+  # Leaves of one shape compile to kernels that read alike: the distinct
+  # count stays that of one leaf while the kernel count grows with them.
+  optimizer = optax.sgd(0.1, 0.9, nesterov=True)
+  one = step_cost.compiled_kernels(optimizer, {"a": jnp.ones((64, 32))})
+  four = step_cost.compiled_kernels(
+      optimizer, {k: jnp.ones((64, 32)) for k in "abcd"})
+  assert four[0] == 4 * one[0]
+  assert four[1] == one[1]

@@ -77,7 +77,8 @@ def test_a_criterion_sees_the_update_only_if_it_reads_it(reads_updates):
     return jnp.asarray(False), state
 
   criterion = nagd.criteria.Criterion(
-      init=lambda params: optax.EmptyState(), after_update=after_update, reads_updates=reads_updates)
+      init=lambda params: optax.EmptyState(), after_update=after_update,
+      reads_updates=reads_updates)
   optimizer = nagd.nagd(0.1, 0.5, restart=criterion)
   params = jnp.array([1.0, -2.0])
   state = optimizer.init(params)

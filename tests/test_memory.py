@@ -57,11 +57,28 @@ def test_optax_reference_needs_no_temporary():
   assert optax_bytes < 0.01 * PARAM_BYTES
 
 
-@pytest.mark.parametrize("name", sorted(CRITERIA))
-def test_no_criterion_adds_a_parameter_sized_temporary(name):
+# With a bfloat16 buffer, the criteria that reduce over it keep its float32
+# conversion as a temporary: XLA:CPU merges that conversion with the one
+# the update applies to the same buffer and hands the reduction to its
+# YNNPACK kernels, which do not take the conversion in; writing it through
+# its bits instead was materialised the same way. Open (xfail, strict).
+_BF16_OPEN = {"gradient", "gradient, immediate", "speed", "speed, momentum"}
+
+
+@pytest.mark.parametrize("name,accumulator_dtype", [
+    pytest.param(name, dtype, marks=pytest.mark.xfail(
+        strict=True,
+        reason="bf16 buffer: XLA:CPU materialises its f32 conversion for"
+        " the reduction (YNNPACK fusion); open."))
+    if dtype == jnp.bfloat16 and name in _BF16_OPEN else (name, dtype)
+    for name in sorted(CRITERIA) for dtype in (None, jnp.bfloat16)
+])
+def test_no_criterion_adds_a_parameter_sized_temporary(name,
+                                                       accumulator_dtype):
   criterion = CRITERIA[name]
-  optimizer = (nagd.nagd(0.1, 0.9) if criterion is None
-               else nagd.nagd(0.1, 0.9, restart=criterion))
+  optimizer = nagd.nagd(0.1, 0.9, accumulator_dtype=accumulator_dtype,
+                        **({} if criterion is None else
+                           {"restart": criterion}))
   temporary = _temporary_bytes(optimizer, PARAMS)
   # The largest leaf is half the tree: a copy of it, or of the update, fails.
   assert temporary < 0.25 * PARAM_BYTES, (name, temporary / PARAM_BYTES)
@@ -114,7 +131,8 @@ def test_the_replaced_update_is_the_update_from_a_fresh_state_bit_for_bit(
   """gradient(immediate=True) writes the update that fired from the buffer
   after its reset (which is what avoids the copy): where the reset fires it
   must be, bit for bit, the update a fresh state gives; elsewhere the
-  update itself."""
+  update itself. (Gradients here have no zeros: for g = -0 the two differ
+  in the sign of zero, as the docstring says.)"""
   trace = nagd.nesterov_trace(momentum, accumulator_dtype=accumulator_dtype)
   key = jax.random.PRNGKey(1)
   grads = {"w": jax.random.normal(key, (5, 7)).astype(grad_dtype),

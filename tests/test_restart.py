@@ -652,3 +652,20 @@ def test_a_restart_keeps_injected_hyperparameters():
     expected.append(updates)
   chex.assert_trees_all_close(ours, expected, rtol=1e-6)
   assert float(state.inner_state.hyperparams["learning_rate"]) == np.float32(0.01)
+
+
+def test_a_requested_restart_clears_a_non_finite_buffer():
+  """After a NaN gradient (the parameters rolled back by the caller), a
+  restart asked for with restart=True starts from a clean buffer: the
+  update is a fresh optimizer's first update."""
+  optimizer = nagd.nagd(0.1, 0.9, restart="gradient")
+  params = jnp.array([1.0, -2.0])
+  state = optimizer.init(params)
+  _, state = optimizer.update(jnp.array([jnp.nan, 1.0]), state, params)
+  assert not np.all(np.isfinite(state[0].inner_state.trace))
+  grads = jnp.array([0.5, -0.25])
+  updates, state = optimizer.update(grads, state, params, restart=True)
+  fresh = nagd.nagd(0.1, 0.9)
+  expected, _ = fresh.update(grads, fresh.init(params), params)
+  np.testing.assert_array_equal(updates, expected)
+  assert np.all(np.isfinite(state[0].inner_state.trace))

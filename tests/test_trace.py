@@ -305,3 +305,22 @@ def test_fresh_where_is_the_init_state_or_the_state_itself(accumulator_dtype):
   fresh = reset(jnp.asarray(True), state)
   chex.assert_trees_all_equal_dtypes(fresh, trace.init(params))
   chex.assert_trees_all_equal(fresh, trace.init(params))
+
+
+def test_python_number_gradients_are_taken_as_arrays():
+  trace = nagd.nesterov_trace(0.9)
+  state = trace.init({"a": jnp.ones(())})
+  updates, state = trace.update({"a": 1.0}, state)
+  # u_0 = g + 0.9 (0 + g) with g = 1, in float32.
+  np.testing.assert_array_equal(updates["a"], np.float32(1) + np.float32(0.9))
+  assert state.trace["a"].dtype == jnp.float32
+
+
+def test_fresh_where_by_multiplication_keeps_nan_a_select_clears_it():
+  trace = nagd.nesterov_trace(0.9)
+  state = trace.init(jnp.zeros(2))
+  _, state = trace.update(jnp.array([jnp.nan, 1.0]), state)
+  multiplied = trace.fresh_where(jnp.asarray(True), state)
+  assert np.isnan(multiplied.trace[0]) and multiplied.trace[1] == 0.0
+  selected = trace.fresh_where(jnp.asarray(True), state, select=True)
+  chex.assert_trees_all_equal(selected, trace.init(jnp.zeros(2)))

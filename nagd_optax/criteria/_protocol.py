@@ -176,9 +176,12 @@ def elementwise_map(fn: Callable[..., jax.Array], tree: Any,
   Leaves of at most ``_SMALL_LEAF_SIZE`` elements are raveled and
   concatenated (grouped by their dtypes and the mesh axes they vary over),
   ``fn`` is applied once per group and the result is split back into
-  leaves. :func:`tree_inner_product` concatenates the same small leaves in
-  the same order, and XLA folds the slices and the concatenation into one
-  kernel that reads the inputs' small leaves directly: otherwise it writes
+  leaves. Where :func:`tree_inner_product` then concatenates the same small
+  leaves in the same order (leaves of one dtype, outside ``shard_map`` or
+  over one mesh axis; it groups by accumulation dtype, so bf16 leaves next
+  to float32 ones fall in another order), XLA folds the slices and the
+  concatenation into one kernel that reads the inputs' small leaves
+  directly (the values are the same either way): otherwise it writes
   each small leaf's result in a kernel of its own first (about a hundred on
   a transformer's biases and norm scales), which costs compile time.
   Leaves that are None in ``tree`` give None.
