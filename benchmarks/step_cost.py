@@ -90,6 +90,15 @@ def optimizers() -> dict[str, optax.GradientTransformationExtraArgs]:
   }
 
 
+def _timed_compile(lower):
+  """Calls ``lower()`` (a jitted function's ``.lower(...)``) and compiles the
+  result; returns the compiled step and the CPU seconds of this process
+  both took (less sensitive to other load than wall time)."""
+  start = time.process_time()
+  compiled = lower().compile()
+  return compiled, time.process_time() - start
+
+
 def make_step(optimizer, params, grads):
   """A jitted training step with donated parameters and state.
 
@@ -103,11 +112,8 @@ def make_step(optimizer, params, grads):
     return optax.apply_updates(params, updates), state
 
   jitted = jax.jit(step, donate_argnums=(0, 1))
-  start = time.process_time()
-  compiled = jitted.lower(
-      params, optimizer.init(params), grads, jnp.float32(1.0)
-  ).compile()
-  compile_seconds = time.process_time() - start
+  compiled, compile_seconds = _timed_compile(lambda: jitted.lower(
+      params, optimizer.init(params), grads, jnp.float32(1.0)))
   carry = [params, optimizer.init(params)]
   losses = iter(_falling_loss_with_rises())
 
@@ -135,9 +141,7 @@ def make_floor(params, grads):
     return p - LEARNING_RATE * (g + MOMENTUM * m), m
 
   jitted = jax.jit(step, donate_argnums=(0, 1))
-  start = time.process_time()
-  compiled = jitted.lower(p, p, g).compile()
-  compile_seconds = time.process_time() - start
+  compiled, compile_seconds = _timed_compile(lambda: jitted.lower(p, p, g))
   carry = [p, jnp.zeros_like(p)]
 
   def run():
@@ -281,11 +285,6 @@ def training_share(rounds: int, repeats: int) -> list[tuple]:
   return rows, n_params
 
 
-def _compile_seconds(function, *args) -> float:
-  """CPU seconds of this process to lower and compile ``function``."""
-  start = time.process_time()
-  jax.jit(function).lower(*args).compile()
-  return time.process_time() - start
 
 
 def kernel_compile_costs(rounds: int) -> list[tuple]:
@@ -319,8 +318,9 @@ def kernel_compile_costs(rounds: int) -> list[tuple]:
     for name in order:
       function, tree = programs[name]
       # A fresh function each time: nothing is served from JAX's caches.
-      samples[name].append(_compile_seconds(
-          lambda tree, s, function=function: function(tree, s), tree, s))
+      samples[name].append(_timed_compile(
+          lambda function=function, tree=tree: jax.jit(
+              lambda tree, s: function(tree, s)).lower(tree, s))[1])
   return [(name, f"{statistics.median(times):.3f}")
           for name, times in samples.items()]
 

@@ -391,9 +391,11 @@ def restart(
       fired, criterion_state = criterion.before_update(criterion_state, info)
       reset = _computed_once(reset | fired)
 
-    def reset_where(condition, inner_state):
+    def reset_where(condition, inner_state, *, select=False):
+      # nesterov_trace resets itself (by a multiplication unless select);
+      # any other inner state is selected against a fresh init.
       if fresh_where is not None:
-        return fresh_where(condition, inner_state)
+        return fresh_where(condition, inner_state, select=select)
       return _select(condition, fresh_state(), inner_state)
 
     def fresh_state():
@@ -407,11 +409,7 @@ def restart(
       # back, say) returns to init by a select, which also clears a buffer
       # that holds an infinity or NaN; the criteria never fire on those.
       requested = jnp.asarray(restart, jnp.bool_)
-      inner_state = (
-          fresh_where(requested, inner_state, select=True)
-          if fresh_where is not None
-          else _select(requested, fresh_state(), inner_state)
-      )
+      inner_state = reset_where(requested, inner_state, select=True)
       reset = reset | requested
     state_before = inner_state
     new_updates, inner_state = inner.update(

@@ -133,12 +133,12 @@ class _NesterovTrace(optax.GradientTransformation):
 
   And ``fresh_where(reset, state, select=False)``: ``state``, or where
   ``reset`` (a traced boolean) the state ``init`` gives, with the buffer
-  multiplied by 0 or 1 rather than selected (``select=True`` selects). :func:`nagd_optax.restart` resets through it:
-  XLA:CPU compiles a distinct per-leaf kernel with a select in it markedly
-  slower than one with a multiplication (``python -m
-  benchmarks.step_cost`` measures both). It is the fresh
-  state for every finite buffer (up to the sign of zero); a buffer that
-  holds an infinity or NaN stays NaN (a restart asked for with
+  multiplied by 0 or 1 rather than selected (``select=True`` selects).
+  :func:`nagd_optax.restart` resets through it: XLA:CPU compiles a distinct
+  per-leaf kernel with a select in it markedly slower than one with a
+  multiplication (``python -m benchmarks.step_cost`` measures both). It is
+  the fresh state for every finite buffer (up to the sign of zero); a
+  buffer that holds an infinity or NaN stays NaN (a restart asked for with
   ``update(..., restart=True)`` selects instead, and clears it).
   """
 
