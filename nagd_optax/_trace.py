@@ -106,12 +106,14 @@ def _minus_negated_momentum(gradient, buffer, negated: _Scalar):
   The same value bit for bit (negation is exact, and subtracting a negated
   number is adding it), but an expression XLA does not merge with the
   update's: a reduction over it then reads the gradient and the buffer
-  directly instead of a materialised copy of the update. A buffer narrower
-  than the arithmetic (bfloat16) is widened apart from the update's
-  conversion, for the same reason (``criteria._protocol.widened``).
+  directly instead of a materialised copy of the update. The momentum and
+  the buffer are this leaf's own (``criteria._protocol.kept_apart``): on
+  CPU the reduction then converts a bfloat16 buffer and broadcasts the
+  momentum inside itself, with no parameter-sized temporary.
   """
-  scalar = negated.like(gradient, buffer)
-  return gradient - scalar * _protocol.widened(buffer, scalar.dtype)
+  scalar, buffer = _protocol.kept_apart(negated.like(gradient, buffer),
+                                        buffer)
+  return gradient - scalar * _cast(buffer, scalar.dtype)
 
 
 class _NesterovTrace(optax.GradientTransformation):

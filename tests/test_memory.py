@@ -15,11 +15,11 @@ import pytest
 
 import nagd_optax as nagd
 
-# Leaves of distinct shapes: leaves of one shape share XLA's broadcast of the
-# momentum scalar inside the speed criterion's reduction, one leaf-sized
-# buffer per repeated shape (8% of the parameters on a GPT-like tree).
+# Two leaves of one shape: XLA would share one broadcast of the momentum
+# scalar between their reductions in the speed test and write it out whole.
 PARAMS = {
     "w": jnp.ones((256, 1024)),
+    "w2": jnp.ones((256, 1024)),
     "v": jnp.ones(200_000),
     "b": jnp.ones(1024),
 }
@@ -81,8 +81,10 @@ def test_no_criterion_adds_a_parameter_sized_temporary(name,
                         **({} if criterion is None else
                            {"restart": criterion}))
   temporary = _temporary_bytes(optimizer, PARAMS)
-  # The largest leaf is half the tree: a copy of it, or of the update, fails.
-  assert temporary < 0.25 * PARAM_BYTES, (name, temporary / PARAM_BYTES)
+  # The smallest large leaf is a fifth of the tree: a copy of any leaf, of
+  # the update or of a conversion fails. What may remain: the small leaves
+  # gathered for one reduction (0.3% here).
+  assert temporary < 0.02 * PARAM_BYTES, (name, temporary / PARAM_BYTES)
 
 
 def _assert_same_bits(expected, actual):

@@ -157,25 +157,46 @@ def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
   return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def widened(x: jax.Array, dtype) -> jax.Array:
-  """``x.astype(dtype)`` for a reduction or a recomputation over ``x``,
-  converted on its own on CPU.
+def kept_apart(*values: jax.Array) -> tuple[jax.Array, ...]:
+  """``values`` unchanged, as values XLA:CPU will not merge with equal ones.
 
-  XLA merges equal conversions of one buffer. The inner update converts a
-  bfloat16 momentum buffer to float32 too, and XLA:CPU then hands the
-  criterion's reduction to its YNNPACK kernels without the shared
-  conversion, which it writes out whole: a float32 temporary as large as
-  the parameters and two more passes over it (the bf16 step with the
-  gradient test ran at 3.0x Optax's instead of 1.4x on a GPT-like tree).
-  ``lax.optimization_barrier`` keeps this conversion apart, so it is read
-  straight from the buffer inside the reduction; the values are the same.
-  On other platforms the conversion is left to XLA.
+  XLA merges equal computations across a program (common subexpression
+  elimination). Two merges cost XLA:CPU memory and time in a criterion's
+  reduction, which it hands to its YNNPACK kernels; these take in only
+  operations none of whose results is used outside the reduction, and
+  write a shared one out whole:
+
+  - the float32 conversion of a bfloat16 momentum buffer, shared with the
+    update's: a float32 temporary as large as the parameters (the bf16
+    step with the gradient test ran at 3.0x Optax's instead of 1.4x on a
+    GPT-like tree);
+  - the broadcast of the momentum scalar, shared by the reductions of all
+    leaves of one shape in the speed test: a leaf-sized buffer per shape
+    (8% of a GPT-like tree's parameters), and 10% of the step.
+
+  Passing a leaf's operands through one ``lax.optimization_barrier`` makes
+  them that leaf's own. On other platforms the values are left to XLA.
+  Inside ``shard_map`` the barrier's results vary over every mesh axis that
+  one of its operands varies over, so the values are cast to that first.
   """
+  axes = frozenset().union(*(_varying_axes(v) for v in values))
+  values = [
+      jax.lax.pcast(v, tuple(sorted(axes - _varying_axes(v))), to="varying")
+      if axes - _varying_axes(v) else v
+      for v in values
+  ]
+  return jax.lax.platform_dependent(
+      *values, cpu=lambda *v: jax.lax.optimization_barrier(v),
+      default=lambda *v: v)
+
+
+def widened(x: jax.Array, dtype) -> jax.Array:
+  """``x.astype(dtype)`` converted apart from other conversions of ``x``
+  (see :func:`kept_apart`): for reductions over a bfloat16 buffer."""
   if x.dtype == dtype:
     return x
-  return jax.lax.platform_dependent(
-      x, cpu=jax.lax.optimization_barrier, default=lambda x: x
-  ).astype(dtype)
+  (x,) = kept_apart(x)
+  return x.astype(dtype)
 
 
 def _varying_axes(x: jax.Array) -> frozenset[str]:
