@@ -99,21 +99,16 @@ def _plus_momentum(gradient, buffer, momentum: _Scalar):
   return gradient + momentum.like(gradient, buffer) * buffer
 
 
-def _minus_negated_momentum(gradient, buffer, negated: _Scalar):
+def _minus_negated_momentum(gradient, buffer, negated: jax.Array):
   """``_plus_momentum`` written as ``gradient - (-momentum) * buffer``,
-  given ``negated`` = -momentum.
+  given ``negated`` = -momentum in the arithmetic dtype.
 
   The same value bit for bit (negation is exact, and subtracting a negated
   number is adding it), but an expression XLA does not merge with the
   update's: a reduction over it then reads the gradient and the buffer
-  directly instead of a materialised copy of the update. The momentum and
-  the buffer are this leaf's own (``criteria._protocol.kept_apart``): on
-  CPU the reduction then converts a bfloat16 buffer and broadcasts the
-  momentum inside itself, with no parameter-sized temporary.
+  directly instead of a materialised copy of the update.
   """
-  scalar, buffer = _protocol.kept_apart(negated.like(gradient, buffer),
-                                        buffer)
-  return gradient - scalar * _cast(buffer, scalar.dtype)
+  return gradient - negated * _cast(buffer, negated.dtype)
 
 
 class _NesterovTrace(optax.GradientTransformation):
@@ -302,14 +297,37 @@ def nesterov_trace(
 
   def updates_again(updates, state, new_state):
     updates = _as_arrays(updates)
-    extrapolation = _extrapolation_momentum(momentum, state.count)
-    negated = _Scalar(-extrapolation.value)
+    negated = _Scalar(-_extrapolation_momentum(momentum, state.count).value)
+    grads, treedef = jax.tree.flatten(updates, is_leaf=_is_none)
+    buffers = treedef.flatten_up_to(new_state.trace)
+    present = [i for i, g in enumerate(grads) if g is not None]
+    large = [i for i in present if not _protocol.is_small_leaf(grads[i])]
+    narrow = [i for i in present if _protocol.is_small_leaf(grads[i])
+              and buffers[i].dtype != jnp.result_type(grads[i], buffers[i])]
+    # A large leaf's momentum and buffer are its own, and a bf16 buffer is
+    # converted apart from the update's conversion (criteria._protocol.
+    # kept_apart): on CPU the reduction over these updates then broadcasts
+    # the momentum and converts the buffer inside itself, with no
+    # parameter-sized temporary.
+    kept = _protocol.kept_apart(
+        [(negated.like(grads[i], buffers[i]), buffers[i]) for i in large]
+        + [(buffers[i],) for i in narrow])
+    out = [None] * len(grads)
+    for i, (scalar, buffer) in zip(large, kept):
+      out[i] = _cast(_minus_negated_momentum(grads[i], buffer, scalar),
+                     grads[i].dtype)
+    for i, (buffer,) in zip(narrow, kept[len(large):]):
+      buffers[i] = buffer
     # Small leaves are recomputed together, as the criteria reduce them.
-    return _protocol.elementwise_map(
-        lambda g, m: _cast(_minus_negated_momentum(g, m, negated), g.dtype),
-        updates,
-        new_state.trace,
-    )
+    large_ones = set(large)
+    small = lambda leaves: treedef.unflatten(
+        [None if i in large_ones else x for i, x in enumerate(leaves)])
+    together = jax.tree.leaves(_protocol.elementwise_map(
+        lambda g, m: _cast(_minus_negated_momentum(
+            g, m, negated.like(g, m)), g.dtype),
+        small(grads), small(buffers)), is_leaf=_is_none)
+    return treedef.unflatten(
+        [out[i] if i in large_ones else x for i, x in enumerate(together)])
 
   def updates_after_reset(updates, state, new_state, reset):
     updates = _as_arrays(updates)
@@ -320,17 +338,24 @@ def nesterov_trace(
     extrapolation = _extrapolation_momentum(momentum, state.count)
     first = _extrapolation_momentum(momentum, jnp.zeros([], jnp.int32))
 
-    def leaf(g, m):
-      if g is None:
-        return None
+    grads, treedef = jax.tree.flatten(updates, is_leaf=_is_none)
+    buffers = treedef.flatten_up_to(new_state.trace)
+    present = [i for i, g in enumerate(grads) if g is not None]
+    # The buffer widened apart from the update's conversion of it (a bf16
+    # buffer was otherwise written out whole in float32).
+    wide = _protocol.widened(
+        [buffers[i] for i in present],
+        [jnp.result_type(grads[i], buffers[i]) for i in present])
+
+    def leaf(g, m, wide_m):
       fresh = first.like(g, m) * g.astype(m.dtype)
-      momentum = extrapolation.like(g, m)
-      # Widened apart from the update's conversion of the buffer (a bf16
-      # buffer was otherwise written out whole in float32).
-      kept = momentum * _protocol.widened(m, momentum.dtype)
+      kept = extrapolation.like(g, m) * wide_m
       return (g + jnp.where(reset, fresh, kept)).astype(g.dtype)
 
-    return jax.tree.map(leaf, updates, new_state.trace, is_leaf=_is_none)
+    out = [None] * len(grads)
+    for i, wide_m in zip(present, wide):
+      out[i] = leaf(grads[i], buffers[i], wide_m)
+    return treedef.unflatten(out)
 
   def fresh_where(reset, state, *, select=False):
     if select:  # slower to compile, but clears an infinity or NaN too

@@ -279,3 +279,30 @@ def test_srsgd_authors_training_script(x64):
   # Before the drop both runs are the same optimizer.
   np.testing.assert_array_equal(fixture["script/params"][: drop + 1],
                                 fixture["same_optimizer/params"][: drop + 1])
+
+
+def test_tree_inner_product_against_numpy():
+  """Large, small and bfloat16 leaves, more small leaves than are gathered
+  into one reduction, None and masked leaves: the sum of the leaves' inner
+  products, as NumPy computes it in float64."""
+  key = jax.random.PRNGKey(3)
+  keys = iter(jax.random.split(key, 64))
+  a = {"large": jax.random.normal(next(keys), (90, 80)),
+       "bias": jax.random.normal(next(keys), (7,)),
+       "bf16": jax.random.normal(next(keys), (5000,)).astype(jnp.bfloat16),
+       "none": None,
+       "masked": jnp.ones(3)}
+  a.update({f"small{i:02d}": jax.random.normal(next(keys), (4096,))
+            for i in range(20)})
+  b = jax.tree.map(lambda x: None if x is None else 0.3 - 2 * x, a,
+                   is_leaf=lambda x: x is None)
+  b["masked"] = optax.MaskedNode()
+  as_numpy = lambda x: np.asarray(x, np.float64)
+  expected = sum(float(np.sum(as_numpy(a[k]) * as_numpy(b[k])))
+                 for k in a if k not in ("none", "masked"))
+  squared = sum(float(np.sum(as_numpy(a[k]) ** 2))
+                for k in a if k != "none")
+  product = jax.jit(nagd.criteria.tree_inner_product)(a, b)
+  norm = jax.jit(lambda a: nagd.criteria.tree_inner_product(a, a))(a)
+  np.testing.assert_allclose(float(product), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(norm), squared, rtol=1e-5)

@@ -87,6 +87,21 @@ def test_no_criterion_adds_a_parameter_sized_temporary(name,
   assert temporary < 0.02 * PARAM_BYTES, (name, temporary / PARAM_BYTES)
 
 
+@pytest.mark.parametrize("criterion", ["gradient", "speed"])
+@pytest.mark.parametrize("accumulator_dtype", [None, jnp.bfloat16])
+def test_many_small_leaves_are_not_gathered_whole(criterion,
+                                                  accumulator_dtype):
+  """Small leaves are gathered into one array for one reduction (compile
+  time); on a tree of nothing but small leaves that copy would be the size
+  of the parameters. It is capped (at 65,536 elements)."""
+  params = {f"w{i:03d}": jnp.ones(4096) for i in range(300)}
+  optimizer = nagd.nagd(0.1, 0.9, accumulator_dtype=accumulator_dtype,
+                        restart=criterion)
+  temporary = _temporary_bytes(optimizer, params)
+  param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+  assert temporary < 0.25 * param_bytes, temporary / param_bytes
+
+
 def _assert_same_bits(expected, actual):
   for leaf, other in zip(jax.tree.leaves(expected), jax.tree.leaves(actual)):
     assert leaf.dtype == other.dtype
@@ -171,6 +186,9 @@ def test_small_leaves_computed_together_are_the_same_numbers():
        "s3": jax.random.normal(key, ()),
        "none": None,
        "s4": jax.random.normal(key, (7, 2))}
+  # More small leaves than are gathered into one array: the rest one by one.
+  a.update({f"many{i:02d}": jax.random.normal(jax.random.PRNGKey(i), (4096,))
+            for i in range(20)})
   b = jax.tree.map(lambda x: 0.5 - x, a)
   fn = lambda x, y: x - (-0.9) * y * y
   together = jax.jit(lambda a, b: _protocol.elementwise_map(fn, a, b))(a, b)

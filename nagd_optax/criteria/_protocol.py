@@ -140,8 +140,30 @@ def no_state(params: optax.Params) -> optax.EmptyState:
   return optax.EmptyState()
 
 
-# Leaves of at most this many elements share one reduction.
+# Leaves of at most _SMALL_LEAF_SIZE elements share one reduction, up to
+# _GATHERED_SIZE elements in all: gathering them is a copy (a temporary), so
+# on a tree of many small leaves the rest are reduced one by one.
 _SMALL_LEAF_SIZE = 4096
+_GATHERED_SIZE = 65536
+
+
+def is_small_leaf(x: jax.Array) -> bool:
+  """Whether :func:`elementwise_map` and :func:`tree_inner_product` may
+  gather ``x`` with other small leaves."""
+  return x.size <= _SMALL_LEAF_SIZE
+
+
+def _gathered(indices: list[int], sizes: list[int]) -> tuple[list[int],
+                                                            list[int]]:
+  """``indices`` split into those gathered into one array (the first ones,
+  up to ``_GATHERED_SIZE`` elements in all, ``sizes[i]`` for index ``i``)
+  and the rest."""
+  total = 0
+  for count, i in enumerate(indices):
+    total += sizes[i]
+    if total > _GATHERED_SIZE:
+      return indices[:count], indices[count:]
+  return indices, []
 
 
 def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -157,8 +179,9 @@ def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
   return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def kept_apart(*values: jax.Array) -> tuple[jax.Array, ...]:
-  """``values`` unchanged, as values XLA:CPU will not merge with equal ones.
+def kept_apart(groups: list[tuple[jax.Array, ...]]
+               ) -> list[tuple[jax.Array, ...]]:
+  """``groups`` unchanged, as values XLA:CPU will not merge with equal ones.
 
   XLA merges equal computations across a program (common subexpression
   elimination). Two merges cost XLA:CPU memory and time in a criterion's
@@ -174,29 +197,49 @@ def kept_apart(*values: jax.Array) -> tuple[jax.Array, ...]:
     leaves of one shape in the speed test: a leaf-sized buffer per shape
     (8% of a GPT-like tree's parameters), and 10% of the step.
 
-  Passing a leaf's operands through one ``lax.optimization_barrier`` makes
-  them that leaf's own. On other platforms the values are left to XLA.
-  Inside ``shard_map`` the barrier's results vary over every mesh axis that
-  one of its operands varies over, so the values are cast to that first.
+  Passing each group (say a leaf's momentum and buffer) through a
+  ``lax.optimization_barrier`` of its own makes its values its own. One
+  ``lax.platform_dependent`` covers all groups (one per leaf costs tracing
+  time on trees of hundreds of leaves); on other platforms the values are
+  left to XLA. Inside ``shard_map`` a barrier's results vary over every
+  mesh axis that one of its operands varies over, so each group is cast to
+  that first.
   """
-  axes = frozenset().union(*(_varying_axes(v) for v in values))
-  values = [
-      jax.lax.pcast(v, tuple(sorted(axes - _varying_axes(v))), to="varying")
-      if axes - _varying_axes(v) else v
-      for v in values
-  ]
-  return jax.lax.platform_dependent(
-      *values, cpu=lambda *v: jax.lax.optimization_barrier(v),
-      default=lambda *v: v)
+  flat = []
+  for group in groups:
+    axes = frozenset().union(*(_varying_axes(v) for v in group))
+    flat.extend(
+        jax.lax.pcast(v, tuple(sorted(axes - _varying_axes(v))),
+                      to="varying") if axes - _varying_axes(v) else v
+        for v in group)
+  if not flat:
+    return []
+
+  def regroup(values):
+    values, out = list(values), []
+    for group in groups:
+      out.append(tuple(values[:len(group)]))
+      values = values[len(group):]
+    return out
+
+  def barriers(*values):
+    return [v for group in regroup(values)
+            for v in jax.lax.optimization_barrier(group)]
+
+  return regroup(jax.lax.platform_dependent(
+      *flat, cpu=barriers, default=lambda *values: list(values)))
 
 
-def widened(x: jax.Array, dtype) -> jax.Array:
-  """``x.astype(dtype)`` converted apart from other conversions of ``x``
-  (see :func:`kept_apart`): for reductions over a bfloat16 buffer."""
-  if x.dtype == dtype:
-    return x
-  (x,) = kept_apart(x)
-  return x.astype(dtype)
+def widened(xs: list[jax.Array], dtypes: list) -> list[jax.Array]:
+  """``[x.astype(dtype) ...]``, each converted apart from other conversions
+  of the same array (see :func:`kept_apart`): for reductions over a
+  bfloat16 buffer."""
+  narrow = [i for i, (x, dtype) in enumerate(zip(xs, dtypes))
+            if x.dtype != dtype]
+  out = list(xs)
+  for i, (x,) in zip(narrow, kept_apart([(xs[i],) for i in narrow])):
+    out[i] = x.astype(dtypes[i])
+  return out
 
 
 def _varying_axes(x: jax.Array) -> frozenset[str]:
@@ -216,7 +259,8 @@ def elementwise_map(fn: Callable[..., jax.Array], tree: Any,
   small leaves computed together.
 
   Leaves of at most ``_SMALL_LEAF_SIZE`` elements are raveled and
-  concatenated (grouped by their dtypes and the mesh axes they vary over),
+  concatenated (grouped by their dtypes and the mesh axes they vary over;
+  up to ``_GATHERED_SIZE`` elements in all, the rest are mapped one by one),
   ``fn`` is applied once per group and the result is split back into
   leaves. Where :func:`tree_inner_product` then concatenates the same small
   leaves in the same order (leaves of one dtype, outside ``shard_map`` or
@@ -235,12 +279,18 @@ def elementwise_map(fn: Callable[..., jax.Array], tree: Any,
   for i, leaves in enumerate(zip(flat, *others)):
     if leaves[0] is None:
       continue
-    if leaves[0].size > _SMALL_LEAF_SIZE:
+    if not is_small_leaf(leaves[0]):
       out[i] = fn(*leaves)
       continue
     key = tuple((x.dtype, _varying_axes(x)) for x in leaves)
     small[key].append(i)
-  for indices in small.values():
+  sizes = [0 if x is None else x.size for x in flat]
+  for group in small.values():
+    indices, one_by_one = _gathered(group, sizes)
+    for i in one_by_one:
+      out[i] = fn(*(leaves[i] for leaves in [flat, *others]))
+    if not indices:
+      continue
     together = fn(*(
         jnp.concatenate([jnp.ravel(leaves[i]) for i in indices])
         for leaves in [flat, *others]
@@ -290,34 +340,50 @@ def tree_inner_product(
   varying, invariant = [], []
   # Small leaves (biases, norm scales) are concatenated and reduced at once:
   # one reduction per leaf costs compile time (about 3 ms each on CPU), and
-  # copying a few thousand numbers costs next to nothing.
+  # copying a few thousand numbers costs next to nothing. Not more than
+  # _GATHERED_SIZE elements: the copy is a temporary.
   small = collections.defaultdict(list)
 
-  def leaf_product(x, y):
-    if x is None or isinstance(y, optax.MaskedNode):
-      return
-    dtype = _accumulation_dtype(x)
-    same = y is x
-    x = widened(x, dtype)
-    y = x if same else widened(y, dtype)
+  pairs = []
+  jax.tree.map(
+      lambda x, y: None if x is None or isinstance(y, optax.MaskedNode)
+      else pairs.append((x, y)),
+      a, b, is_leaf=lambda x: x is None)
+  dtypes = [_accumulation_dtype(x) for x, _ in pairs]
+  # Each array widened once (a squared norm reads each leaf twice), all in
+  # one go (see widened).
+  todo = {}
+  for pair, dtype in zip(pairs, dtypes):
+    for v in pair:
+      todo.setdefault(id(v), (v, dtype))
+  wide = dict(zip(todo, widened([v for v, _ in todo.values()],
+                                [d for _, d in todo.values()])))
+
+  for (x, y), dtype in zip(pairs, dtypes):
+    x, y = wide[id(x)], wide[id(y)]
     sharded = axis_name is not None and axis_name in (
         _varying_axes(x) | _varying_axes(y))
-    if x.size <= _SMALL_LEAF_SIZE:
+    if is_small_leaf(x):
       x_flat = jnp.ravel(x)
       small[sharded, dtype].append(
           (x_flat, x_flat if y is x else jnp.ravel(y)))
-      return
+      continue
     (varying if sharded else invariant).append(_dot(x, y))
 
-  jax.tree.map(leaf_product, a, b, is_leaf=lambda x: x is None)
   for (sharded, _), pairs in small.items():
-    xs, ys = zip(*pairs)
+    products = varying if sharded else invariant
+    indices, one_by_one = _gathered(list(range(len(pairs))),
+                                    [x.size for x, _ in pairs])
+    products.extend(_dot(*pairs[i]) for i in one_by_one)
+    if not indices:
+      continue
+    xs, ys = zip(*(pairs[i] for i in indices))
     x = jnp.concatenate(xs) if len(xs) > 1 else xs[0]
     if a is b:  # a squared norm: one concatenation
       y = x
     else:
       y = jnp.concatenate(ys) if len(ys) > 1 else ys[0]
-    (varying if sharded else invariant).append(_dot(x, y))
+    products.append(_dot(x, y))
   zero = jnp.zeros([], jnp.float32)
   if axis_name is None:
     return sum(invariant, zero)
