@@ -86,6 +86,13 @@ def optimizers() -> dict[str, optax.GradientTransformationExtraArgs]:
       "nagd restart=loss": nagd.nagd(lr, momentum, restart="loss"),
       "nagd restart=gradient": nagd.nagd(lr, momentum, restart="gradient"),
       "nagd restart=speed": nagd.nagd(lr, momentum, restart="speed"),
+      # bf16 momentum with the criteria that reduce over the buffer.
+      "nagd bf16, restart=gradient": nagd.nagd(
+          lr, momentum, accumulator_dtype=jnp.bfloat16, restart="gradient"
+      ),
+      "nagd bf16, restart=speed": nagd.nagd(
+          lr, momentum, accumulator_dtype=jnp.bfloat16, restart="speed"
+      ),
       'nagd("auto")': nagd.nagd("auto"),
   }
 
@@ -269,7 +276,7 @@ def training_share(rounds: int, repeats: int) -> list[tuple]:
     return run
 
   chosen = {name: optimizer for name, optimizer in optimizers().items()
-            if name != "nagd bf16 momentum"}
+            if "bf16" not in name}
   runs = {"no optimizer (p - lr g)": make(None)}
   runs.update({name: make(optimizer) for name, optimizer in chosen.items()})
   samples = interleaved_samples(runs, rounds, repeats)
