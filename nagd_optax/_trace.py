@@ -301,9 +301,17 @@ def nesterov_trace(
     grads, treedef = jax.tree.flatten(updates, is_leaf=_is_none)
     buffers = treedef.flatten_up_to(new_state.trace)
     present = [i for i, g in enumerate(grads) if g is not None]
-    large = [i for i in present if not _protocol.is_small_leaf(grads[i])]
+    # Whether the buffer is used as it is or widened apart (bf16), not
+    # left to XLA (float16: see criteria._protocol.separately_widened).
+    apart = lambda i: (
+        buffers[i].dtype == jnp.result_type(grads[i], buffers[i])
+        or _protocol.separately_widened(
+            buffers[i], jnp.result_type(grads[i], buffers[i])))
+    large = [i for i in present
+             if not _protocol.is_small_leaf(grads[i]) and apart(i)]
     narrow = [i for i in present if _protocol.is_small_leaf(grads[i])
-              and buffers[i].dtype != jnp.result_type(grads[i], buffers[i])]
+              and _protocol.separately_widened(
+                  buffers[i], jnp.result_type(grads[i], buffers[i]))]
     # A large leaf's momentum and buffer are its own, and a bf16 buffer is
     # converted apart from the update's conversion (criteria._protocol.
     # kept_apart): on CPU the reduction over these updates then broadcasts

@@ -306,3 +306,21 @@ def test_tree_inner_product_against_numpy():
   norm = jax.jit(lambda a: nagd.criteria.tree_inner_product(a, a))(a)
   np.testing.assert_allclose(float(product), expected, rtol=1e-5)
   np.testing.assert_allclose(float(norm), squared, rtol=1e-5)
+
+
+def test_tree_inner_product_of_one_array_in_two_precisions(x64):
+  """One array paired with a float16 leaf (accumulated in float32) and
+  with a float64 leaf (accumulated in float64): each product in its own
+  precision, as NumPy computes them."""
+  w = jnp.linspace(0.1, 1.0, 5000, dtype=jnp.float64)
+  # The float16 pair small, so that its float32 rounding stays below the
+  # tolerance, which float32 rounding of the float64 pair would exceed.
+  z = (1e-3 * jnp.linspace(-1.0, 1.0, 5000)).astype(jnp.float16)
+  product = nagd.criteria.tree_inner_product({"r": z, "s": w},
+                                             {"r": w, "s": w})
+  assert product.dtype == jnp.float64
+  wide_w = np.asarray(w)
+  expected = (np.sum(np.asarray(z, np.float32) * wide_w.astype(np.float32),
+                     dtype=np.float64)
+              + np.sum(wide_w * wide_w))
+  np.testing.assert_allclose(float(product), expected, rtol=1e-9)
