@@ -89,6 +89,17 @@ def _as_arrays(tree: Any) -> Any:
       tree, is_leaf=_is_none)
 
 
+def _leaves(updates: Any, state: NesterovTraceState):
+  """The gradients and the buffers of ``state`` as lists of leaves (None
+  where a gradient is None), each leaf's arithmetic dtype (None there), and
+  the gradients' treedef."""
+  grads, treedef = jax.tree.flatten(_as_arrays(updates), is_leaf=_is_none)
+  buffers = treedef.flatten_up_to(state.trace)
+  dtypes = [None if g is None else jnp.result_type(g, m)
+            for g, m in zip(grads, buffers)]
+  return grads, buffers, dtypes, treedef
+
+
 def _cast(x: jax.Array, dtype) -> jax.Array:
   """``x.astype(dtype)``, skipped when it is a no-op (tracing time)."""
   return x if x.dtype == dtype else x.astype(dtype)
@@ -296,22 +307,17 @@ def nesterov_trace(
     )
 
   def updates_again(updates, state, new_state):
-    updates = _as_arrays(updates)
     negated = _Scalar(-_extrapolation_momentum(momentum, state.count).value)
-    grads, treedef = jax.tree.flatten(updates, is_leaf=_is_none)
-    buffers = treedef.flatten_up_to(new_state.trace)
+    grads, buffers, dtypes, treedef = _leaves(updates, new_state)
     present = [i for i, g in enumerate(grads) if g is not None]
     # Whether the buffer is used as it is or widened apart (bf16), not
     # left to XLA (float16: see criteria._protocol.separately_widened).
-    apart = lambda i: (
-        buffers[i].dtype == jnp.result_type(grads[i], buffers[i])
-        or _protocol.separately_widened(
-            buffers[i], jnp.result_type(grads[i], buffers[i])))
-    large = [i for i in present
-             if not _protocol.is_small_leaf(grads[i]) and apart(i)]
-    narrow = [i for i in present if _protocol.is_small_leaf(grads[i])
-              and _protocol.separately_widened(
-                  buffers[i], jnp.result_type(grads[i], buffers[i]))]
+    widened_apart = lambda i: _protocol.separately_widened(buffers[i],
+                                                           dtypes[i])
+    large = [i for i in present if not _protocol.is_small_leaf(grads[i])
+             and (buffers[i].dtype == dtypes[i] or widened_apart(i))]
+    narrow = [i for i in present
+              if _protocol.is_small_leaf(grads[i]) and widened_apart(i)]
     # A large leaf's momentum and buffer are its own, and a bf16 buffer is
     # converted apart from the update's conversion (criteria._protocol.
     # kept_apart): on CPU the reduction over these updates then broadcasts
@@ -338,7 +344,6 @@ def nesterov_trace(
         [out[i] if i in large_ones else x for i, x in enumerate(together)])
 
   def updates_after_reset(updates, state, new_state, reset):
-    updates = _as_arrays(updates)
     # From a fresh state (count 0, buffer 0) the step stores the buffer
     # 0 * mu + g_k = g_k in the buffer's dtype and returns
     # g_k + mu_0 * that; otherwise g_k + mu_k * m_k. Both read only the
@@ -346,14 +351,12 @@ def nesterov_trace(
     extrapolation = _extrapolation_momentum(momentum, state.count)
     first = _extrapolation_momentum(momentum, jnp.zeros([], jnp.int32))
 
-    grads, treedef = jax.tree.flatten(updates, is_leaf=_is_none)
-    buffers = treedef.flatten_up_to(new_state.trace)
+    grads, buffers, dtypes, treedef = _leaves(updates, new_state)
     present = [i for i, g in enumerate(grads) if g is not None]
     # The buffer widened apart from the update's conversion of it (a bf16
     # buffer was otherwise written out whole in float32).
-    wide = _protocol.widened(
-        [buffers[i] for i in present],
-        [jnp.result_type(grads[i], buffers[i]) for i in present])
+    wide = _protocol.widened([buffers[i] for i in present],
+                             [dtypes[i] for i in present])
 
     def leaf(g, m, wide_m):
       fresh = first.like(g, m) * g.astype(m.dtype)
