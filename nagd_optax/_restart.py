@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from nagd_optax import criteria as criteria_lib
+from nagd_optax import _scalar_block
+from nagd_optax.criteria import _protocol
 from nagd_optax.criteria import _shorthands
 
 
@@ -25,6 +27,8 @@ class RestartState(NamedTuple):
     criterion_state: what the criterion keeps between updates (scalars
       only): the loss statistics for :func:`nagd_optax.criteria.loss`, the
       last step's squared length for :func:`nagd_optax.criteria.speed`, ...
+      They feed only the restart decisions, and carry no derivative (the
+      updates' derivatives are unaffected).
 
   Example:
     >>> import jax.numpy as jnp
@@ -64,27 +68,6 @@ class RestartState(NamedTuple):
         stacklevel=2,
     )
     return self.criterion_state
-
-
-def _computed_once(decision: jax.Array) -> jax.Array:
-  """``decision``, computed once rather than in every kernel that reads it.
-
-  XLA fuses a cheap scalar computation into each kernel that reads it, so a
-  criterion's decision (a dozen scalar operations for the loss criterion)
-  would be compiled into every per-leaf kernel of the inner update, and on
-  CPU each distinct kernel costs compile time (``benchmarks/results``
-  explains). XLA does not fuse through a conditional, so on CPU the
-  decision goes through one; on other platforms, where a conditional may
-  wait on the host at every step, it is left to XLA. The branches take the
-  decision as their operand (constant branches would not type-check inside
-  ``shard_map`` where the decision varies across devices) and are not the
-  identity (which XLA would remove).
-  """
-  return jax.lax.platform_dependent(
-      decision,
-      cpu=lambda d: jax.lax.cond(d, jnp.ones_like, jnp.zeros_like, d),
-      default=lambda d: d,
-  )
 
 
 def _is_masked(x: Any) -> bool:
@@ -385,11 +368,35 @@ def restart(
         extra_args=extra_args,
         axis_name=axis_name,
     )
-    criterion_state = state.criterion_state
-    reset = state.restart_pending
-    if criterion.before_update is not None:
-      fired, criterion_state = criterion.before_update(criterion_state, info)
-      reset = _computed_once(reset | fired)
+    requested = (None if restart is False
+                 else jnp.asarray(restart, jnp.bool_))
+
+    # The scalar bookkeeping before the update, one kernel on CPU
+    # (_scalar_block): the criterion's test on what is known now (the
+    # loss), the decision, the counters.
+    def decide_before(scalars):
+      criterion_state, pending, requested, restarts, steps, scalar_args = (
+          scalars)
+      reset = pending
+      if criterion.before_update is not None:
+        fired, criterion_state = criterion.before_update(
+            criterion_state,
+            info._replace(steps=steps,
+                          extra_args={**extra_args, **scalar_args}),
+        )
+        reset = reset | fired
+      any_reset = reset if requested is None else reset | requested
+      restarts = jnp.where(any_reset, optax.safe_increment(restarts),
+                           restarts)
+      steps = optax.safe_increment(jnp.where(any_reset, 0, steps))
+      return reset, criterion_state, restarts, steps
+
+    reset, criterion_state, restarts, steps = (
+        _scalar_block.computed_together(decide_before, (
+            state.criterion_state, state.restart_pending, requested,
+            state.restarts, state.steps_since_restart,
+            {k: v for k, v in extra_args.items() if _is_scalar(v)},
+        )))
 
     def reset_where(condition, inner_state, *, select=False):
       # nesterov_trace resets itself (by a multiplication unless select);
@@ -404,39 +411,50 @@ def restart(
       )
 
     inner_state = reset_where(reset, state.inner_state)
-    if restart is not False:
+    if requested is not None:
       # A restart asked for by the caller (after rolling the parameters
       # back, say) returns to init by a select, which also clears a buffer
       # that holds an infinity or NaN; the criteria never fire on those.
-      requested = jnp.asarray(restart, jnp.bool_)
       inner_state = reset_where(requested, inner_state, select=True)
-      reset = reset | requested
     state_before = inner_state
     new_updates, inner_state = inner.update(
         updates, inner_state, params, **extra_args
     )
-    restarts = jnp.where(reset, optax.safe_increment(state.restarts),
-                         state.restarts)
-    steps = optax.safe_increment(
-        jnp.where(reset, 0, state.steps_since_restart)
-    )
     pending = jnp.zeros([], jnp.bool_)
     if criterion.after_update is not None:
-      fired, criterion_state = criterion.after_update(
-          criterion_state,
-          info._replace(
-              steps=steps,
-              updates=(
-                  None if not criterion.reads_updates
-                  else new_updates if updates_again is None
-                  else updates_again(updates, state_before, inner_state)
-              ),
-              momentum=(
-                  momentum_of(inner_state, _init_template(params, updates))
-                  if criterion.reads_momentum else None
-              ),
+      info = info._replace(
+          steps=steps,
+          updates=(
+              None if not criterion.reads_updates
+              else new_updates if updates_again is None
+              else updates_again(updates, state_before, inner_state)
+          ),
+          momentum=(
+              momentum_of(inner_state, _init_template(params, updates))
+              if criterion.reads_momentum else None
           ),
       )
+      # The criterion's reductions over the parameters are kernels of their
+      # own; its test on them is scalar bookkeeping like the one above. So
+      # it is traced twice: once for the reductions (the test is discarded),
+      # once on their values, in one kernel with the counters.
+      with _protocol.recorded_reductions() as reductions:
+        criterion.after_update(criterion_state, info)
+
+      def decide_after(scalars):
+        criterion_state, reductions, restarts, steps = scalars
+        with _protocol.replayed_reductions(reductions):
+          fired, criterion_state = criterion.after_update(
+              criterion_state, info._replace(steps=steps))
+        if criterion.immediate:
+          restarts = jnp.where(fired, optax.safe_increment(restarts),
+                               restarts)
+          steps = jnp.where(fired, 0, steps)
+        return fired, criterion_state, restarts, steps
+
+      fired, criterion_state, restarts, steps = (
+          _scalar_block.computed_together(
+              decide_after, (criterion_state, reductions, restarts, steps)))
       if criterion.immediate:
         inner_state = reset_where(fired, inner_state)
         if updates_after_reset is not None:
@@ -448,8 +466,6 @@ def restart(
               updates, fresh_state(), params, **extra_args
           )
           new_updates = _select(fired, fresh_updates, new_updates)
-        restarts = jnp.where(fired, optax.safe_increment(restarts), restarts)
-        steps = jnp.where(fired, 0, steps)
       else:
         pending = fired
     return new_updates, RestartState(
@@ -461,6 +477,12 @@ def restart(
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _is_scalar(x: Any) -> bool:
+  """Whether an extra argument of ``update`` enters the scalar bookkeeping
+  as its operand (a loss, say) rather than as a value it closes over."""
+  return isinstance(x, (jax.Array, float, int, bool)) and jnp.ndim(x) == 0
 
 
 def _init_template(params, updates):

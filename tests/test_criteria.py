@@ -324,3 +324,31 @@ def test_tree_inner_product_of_one_array_in_two_precisions(x64):
                      dtype=np.float64)
               + np.sum(wide_w * wide_w))
   np.testing.assert_allclose(float(product), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("count", [3, 130])
+def test_recorded_inner_products_replay_as_their_sums(count):
+  """What the restart does with a criterion (record its inner products,
+  then replay them to its test): the replayed value is the inner product
+  as NumPy computes it in float64, with few large leaves and with more
+  than are handed over one by one (130 > 128: summed first)."""
+  rng = np.random.default_rng(5)
+  a = {f"w{i:03d}": jnp.asarray(rng.normal(size=4097), jnp.float32)
+       for i in range(count)}
+  a["small"] = jnp.asarray(rng.normal(size=30), jnp.float32)
+  b = {k: 0.5 - 2 * v for k, v in a.items()}
+
+  @jax.jit
+  def replayed(a, b):
+    with nagd.criteria._protocol.recorded_reductions() as recorded:
+      nagd.criteria.tree_inner_product(a, b)
+    with nagd.criteria._protocol.replayed_reductions(recorded):
+      return nagd.criteria.tree_inner_product(None, None), recorded
+
+  value, recorded = replayed(a, b)
+  (across, local), = recorded
+  assert across is None and local.shape == ((count + 1,) if count <= 128
+                                            else (1,))
+  expected = sum(float(np.sum(np.asarray(a[k], np.float64)
+                              * np.asarray(b[k], np.float64))) for k in a)
+  np.testing.assert_allclose(float(value), expected, rtol=1e-5)

@@ -440,8 +440,8 @@ def test_the_decision_is_a_select_not_a_branch(criterion):
   )(params, state)
   primitives = set(_primitives(jaxpr.jaxpr))
   assert "select_n" in primitives
-  # No branch over the tree: a conditional may only pass a scalar decision
-  # (on CPU the decision is computed once through one, see _computed_once).
+  # No branch over the tree: a conditional or loop may only pass scalars
+  # (on CPU the scalar bookkeeping runs in a loop, see _scalar_block).
   # A choice of platform (lax.platform_dependent) is made when lowering,
   # not at run time: conditionals on it are not branches.
   equations = list(_equations(jaxpr.jaxpr))
@@ -451,8 +451,9 @@ def test_the_decision_is_a_select_not_a_branch(criterion):
     if equation.primitive.name == "cond" and equation.invars[0] in platform:
       continue
     if equation.primitive.name in {"cond", "while", "scan"}:
-      assert all(v.aval.shape == () for v in equation.outvars), equation
-      assert all(v.aval.shape == () for v in equation.invars), equation
+      # Scalars, and a vector of partial inner products.
+      for v in [*equation.invars, *equation.outvars]:
+        assert v.aval.ndim <= 1 and v.aval.size < 4, equation
 
 
 # ----------------------------------------------------------------------------
@@ -676,3 +677,85 @@ def test_a_requested_restart_clears_a_non_finite_buffer():
   expected, _ = fresh.update(grads, fresh.init(params), params)
   np.testing.assert_array_equal(updates, expected)
   assert np.all(np.isfinite(state[0].inner_state.trace))
+
+
+# ----------------------------------------------------------------------------
+# The scalar bookkeeping: one kernel on CPU, no derivative lost.
+
+
+@pytest.mark.parametrize("criterion", ["loss", "gradient", "speed",
+                                       "interval", "on_demand"])
+def test_scalar_bookkeeping_is_one_kernel_per_side_of_the_update(criterion):
+  """On CPU the criterion's test, the decision and the counters compile as
+  one kernel before the update and one after it (a while loop that XLA:CPU
+  hoists into a single kernel, marked xla_cpu_small_call), not a kernel
+  per result."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("XLA:CPU's small-loop kernels")
+  kwargs = {"min_interval": 5} if criterion == "interval" else {}
+  optimizer = nagd.nagd(0.1, 0.9, restart=criterion, **kwargs)
+  params = {f"w{i}": jnp.ones((64, 64)) for i in range(8)}
+  params["b"] = jnp.ones(5)
+
+  def step(p, s, g):
+    u, s = optimizer.update(g, s, p, value=1.0)
+    return optax.apply_updates(p, u), s
+
+  text = jax.jit(step).lower(params, optimizer.init(params),
+                             params).compile().as_text()
+  after = nagd.criteria._shorthands.resolve(criterion, **kwargs).after_update
+  assert text.count('xla_cpu_small_call="true"') == (
+      1 if after is None else 2)
+  assert " while(" not in text.split("ENTRY", 1)[1]
+
+
+@pytest.mark.parametrize("criterion", ["loss", "gradient", "speed"])
+def test_updates_differentiate_through_a_restart(criterion):
+  """Reverse-mode derivatives pass the restart, whose bookkeeping is held
+  out of differentiation. From a fresh state the update is
+  u = -lr (1 + mu) g and the new buffer m = g, so the derivative of
+  sum(u) + sum(m) + (the criterion's float statistics) by g is
+  -lr (1 + mu) + 1 everywhere, and by the loss passed as value= it is 0
+  (the statistics carry no derivative)."""
+  lr, mu = 0.1, 0.9
+  optimizer = nagd.nagd(lr, mu, restart=criterion)
+  params = {"w": jnp.ones((30, 40)), "b": jnp.ones(3)}
+  state = optimizer.init(params)
+
+  def total(grads, value):
+    updates, new_state = optimizer.update(grads, state, params, value=value)
+    floats = [x for x in jax.tree.leaves((updates, new_state))
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    statistics = len(floats) - 2 * len(jax.tree.leaves(params))
+    assert statistics > 0 if criterion != "gradient" else statistics == 0
+    return sum(jnp.sum(x) for x in floats)
+
+  for fn in (jax.grad(total, argnums=(0, 1)),
+             jax.jit(jax.grad(total, argnums=(0, 1)))):
+    d_grads, d_value = fn(jax.tree.map(lambda p: 0.5 * p, params), 2.0)
+    for leaf in jax.tree.leaves(d_grads):
+      np.testing.assert_allclose(leaf, 1 - lr * (1 + mu), rtol=1e-6)
+    assert float(d_value) == 0.0
+
+
+def test_a_criterion_must_take_the_same_inner_products_when_retraced():
+  """The wrapper traces after_update twice (its reductions, then its test
+  on their values); one whose inner products change between the calls is
+  refused with an error that says so."""
+  for more in (True, False):  # more inner products, then fewer
+    calls = []
+
+    def after_update(state, info, more=more):
+      calls.append(None)
+      count = len(calls) if more else 3 - len(calls)
+      products = [info.inner_product(info.gradients, info.gradients)
+                  for _ in range(count)]
+      return products[-1] < 0, state
+
+    criterion = nagd.criteria.Criterion(
+        init=nagd.criteria._protocol.no_state, after_update=after_update,
+        reads_updates=False)
+    optimizer = nagd.restart(nagd.nesterov_trace(0.9), criterion)
+    params = jnp.ones(3)
+    with pytest.raises(RuntimeError, match="same inner products"):
+      jax.jit(optimizer.update)(params, optimizer.init(params), params)

@@ -1,7 +1,9 @@
 """What a restart criterion is: a small protocol, and the reductions it uses."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 import collections
+import contextlib
+import contextvars
 from typing import Any, NamedTuple
 
 import jax
@@ -145,6 +147,12 @@ def no_state(params: optax.Params) -> optax.EmptyState:
 # on a tree of many small leaves the rest are reduced one by one.
 _SMALL_LEAF_SIZE = 4096
 _GATHERED_SIZE = 65536
+# More scalars than this are summed as one vector (see _sum_of_scalars).
+_SUMMED_ONE_BY_ONE = 4
+# The partial products that a restart criterion's bookkeeping receives as
+# a vector: more are summed first (XLA:CPU compiles the bookkeeping as one
+# kernel only while it reads less than a kilobyte).
+_RECORDED_AT_MOST = 128
 
 
 def is_small_leaf(x: jax.Array) -> bool:
@@ -349,6 +357,29 @@ def tree_inner_product(
     >>> float(nagd.criteria.tree_inner_product(a, a))
     14.0
   """
+  session = _REDUCTIONS.get()
+  if session is not None and session.replayed is not None:
+    return _summed(*session.next())
+  across, local = _partial_products(a, b, axis_name)
+  if session is None:
+    return _summed(across, local)
+  # Recorded as one vector, which the restart's scalar bookkeeping sums
+  # inside its one kernel (and not in a kernel of its own).
+  if local is not None:
+    local = ([_sum_of_scalars(local)] if len(local) > _RECORDED_AT_MOST
+             else local)
+    local = (jnp.stack(jnp.broadcast_arrays(*local)) if local
+             else jnp.zeros([0], jnp.float32))
+  session.recorded.append((across, local))
+  return _summed(across, local)
+
+
+def _partial_products(a: optax.Updates, b: optax.Updates,
+                      axis_name: str | None
+                      ) -> tuple[jax.Array | None, list[jax.Array] | None]:
+  """:func:`tree_inner_product` before its last sums: the part reduced
+  across devices (None without ``axis_name``) and the local partial
+  products (None when everything was reduced across devices)."""
   varying, invariant = [], []
   # Small leaves (biases, norm scales) are concatenated and reduced at once:
   # one reduction per leaf costs compile time (about 3 ms each on CPU), and
@@ -396,13 +427,105 @@ def tree_inner_product(
     else:
       y = jnp.concatenate(ys) if len(ys) > 1 else ys[0]
     products.append(_dot(x, y))
-  zero = jnp.zeros([], jnp.float32)
   if axis_name is None:
-    return sum(invariant, zero)
+    return None, invariant
   if not varying:
     # Nothing is known to vary over the axis: either JAX does not track it
     # (every leaf is then taken as sharded) or every leaf is replicated,
     # where the psum scales the whole product by the axis size, which no
     # criterion's comparison depends on.
-    return jax.lax.psum(sum(invariant, zero), axis_name)
-  return jax.lax.psum(sum(varying, zero), axis_name) + sum(invariant, zero)
+    return jax.lax.psum(_sum_of_scalars(invariant), axis_name), None
+  return jax.lax.psum(_sum_of_scalars(varying), axis_name), invariant
+
+
+def _summed(across: jax.Array | None,
+            local: list[jax.Array] | jax.Array | None) -> jax.Array:
+  """The inner product from :func:`_partial_products` (``local`` a list of
+  scalars, or a vector of them)."""
+  if local is None:
+    return across
+  if isinstance(local, list):
+    total = _sum_of_scalars(local)
+  else:
+    total = jnp.sum(local) + jnp.zeros([], jnp.float32)
+  return total if across is None else across + total
+
+
+def _sum_of_scalars(xs: list[jax.Array]) -> jax.Array:
+  """``sum(xs)`` of many scalars (one per large leaf), in float32 or wider.
+
+  Added up as they are, XLA makes one fusion of the additions, with an
+  operand per scalar, and compiles it slowly: on XLA:CPU 30 ms for the 50
+  products of a GPT-like tree and 0.25 s for the 480 of a tree of small
+  leaves. Stacked into one vector and reduced, they cost a concatenation
+  and a reduction (XLA would turn a reduction of the concatenation back
+  into the additions, hence the barrier between them).
+  """
+  zero = jnp.zeros([], jnp.float32)
+  if len(xs) <= _SUMMED_ONE_BY_ONE:
+    return sum(xs, zero)
+  stacked = jnp.stack(jnp.broadcast_arrays(*xs))
+  return jnp.sum(jax.lax.optimization_barrier(stacked)) + zero
+
+
+class _Reductions:
+  """The inner products taken while tracing a criterion: recorded, or
+  replayed from values computed before (see :func:`recorded_reductions`)."""
+
+  def __init__(self, replayed=None):
+    self.recorded = []
+    self.replayed = None if replayed is None else list(replayed)
+    self.taken = 0
+
+  def next(self):
+    if self.taken == len(self.replayed):
+      raise RuntimeError(_RETRACED_DIFFERENTLY)
+    self.taken += 1
+    return self.replayed[self.taken - 1]
+
+
+_RETRACED_DIFFERENTLY = (
+    "A restart criterion took different inner products when traced a second"
+    " time: its after_update must take the same inner products"
+    " (tree_inner_product, StepInfo.inner_product), in the same order, every"
+    " time it is called with values of the same types.")
+
+_REDUCTIONS: contextvars.ContextVar[_Reductions | None] = (
+    contextvars.ContextVar("nagd_optax_reductions", default=None))
+
+
+@contextlib.contextmanager
+def recorded_reductions() -> Iterator[list[Any]]:
+  """Within this context :func:`tree_inner_product` records its partial
+  products (in the list it yields: per call, the part reduced across
+  devices or None, and a vector of the local partial products or None).
+
+  With :func:`replayed_reductions`, :func:`nagd_optax.restart` separates a
+  criterion's reductions over the parameters, which XLA runs as kernels
+  of their own, from its scalar test, which it compiles together with the
+  restart's other scalar bookkeeping (:mod:`nagd_optax._scalar_block`):
+  the criterion is traced once recording (its test is then discarded),
+  and once more replaying.
+  """
+  session = _Reductions()
+  token = _REDUCTIONS.set(session)
+  try:
+    yield session.recorded
+  finally:
+    _REDUCTIONS.reset(token)
+
+
+@contextlib.contextmanager
+def replayed_reductions(recorded: list[Any]) -> Iterator[None]:
+  """Within this context :func:`tree_inner_product` returns the sums of
+  ``recorded`` (from :func:`recorded_reductions`, or values computed from
+  them), one per call and in order, whatever its arguments; all of them
+  must be taken."""
+  session = _Reductions(recorded)
+  token = _REDUCTIONS.set(session)
+  try:
+    yield
+  finally:
+    _REDUCTIONS.reset(token)
+  if session.taken != len(session.replayed):
+    raise RuntimeError(_RETRACED_DIFFERENTLY)
