@@ -174,6 +174,21 @@ def _gathered(indices: list[int], sizes: list[int]) -> tuple[list[int],
   return indices, []
 
 
+# Small leaves are raveled, concatenated and split with lax rather than jnp
+# (the same operations): jnp's indexing and reshaping cost tracing time per
+# leaf, on a transformer's hundred biases and norm scales a noticeable share
+# of the compile time.
+
+
+def _raveled(x: jax.Array) -> jax.Array:
+  return x if x.ndim == 1 else jax.lax.reshape(x, (x.size,))
+
+
+def _concatenated(xs: list[jax.Array]) -> jax.Array:
+  """The 1-D arrays ``xs`` (of one dtype) end to end."""
+  return xs[0] if len(xs) == 1 else jax.lax.concatenate(xs, 0)
+
+
 def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
   """<x, y> over every element (the real part, for complex leaves)."""
   if jnp.iscomplexobj(x) or jnp.iscomplexobj(y):
@@ -309,13 +324,15 @@ def elementwise_map(fn: Callable[..., jax.Array], tree: Any,
     if not indices:
       continue
     together = fn(*(
-        jnp.concatenate([jnp.ravel(leaves[i]) for i in indices])
+        _concatenated([_raveled(leaves[i]) for i in indices])
         for leaves in [flat, *others]
     ))
     offset = 0
     for i in indices:
       size = flat[i].size
-      out[i] = together[offset:offset + size].reshape(flat[i].shape)
+      out[i] = jax.lax.reshape(
+          jax.lax.slice_in_dim(together, offset, offset + size),
+          flat[i].shape)
       offset += size
   return treedef.unflatten(out)
 
@@ -407,9 +424,9 @@ def _partial_products(a: optax.Updates, b: optax.Updates,
     sharded = axis_name is not None and axis_name in (
         _varying_axes(x) | _varying_axes(y))
     if is_small_leaf(x):
-      x_flat = jnp.ravel(x)
+      x_flat = _raveled(x)
       small[sharded, dtype].append(
-          (x_flat, x_flat if y is x else jnp.ravel(y)))
+          (x_flat, x_flat if y is x else _raveled(y)))
       continue
     (varying if sharded else invariant).append(_dot(x, y))
 
@@ -421,11 +438,11 @@ def _partial_products(a: optax.Updates, b: optax.Updates,
     if not indices:
       continue
     xs, ys = zip(*(flat_pairs[i] for i in indices))
-    x = jnp.concatenate(xs) if len(xs) > 1 else xs[0]
+    x = _concatenated(xs)
     if a is b:  # a squared norm: one concatenation
       y = x
     else:
-      y = jnp.concatenate(ys) if len(ys) > 1 else ys[0]
+      y = _concatenated(ys)
     products.append(_dot(x, y))
   if axis_name is None:
     return None, invariant
