@@ -85,6 +85,14 @@ class Criterion(NamedTuple):
   Either function may be None. Decisions are boolean scalars (they may be
   traced); the wrapper applies them with a select, never a branch.
 
+  Both must be pure functions. ``after_update`` is traced twice per update:
+  once for its inner products (:meth:`StepInfo.inner_product`,
+  :func:`tree_inner_product`), which run as reductions over the
+  parameters, and once for its test on their values, which the wrapper
+  compiles on CPU into one kernel with its counters. It must take the same
+  inner products in the same order both times (else RuntimeError). The
+  criterion's state carries no derivative.
+
   Attributes:
     init: ``params -> state``, the criterion's initial state (a pytree of
       scalars; ``optax.EmptyState()`` for none).
