@@ -391,10 +391,8 @@ def tree_inner_product(
   # Recorded as one vector, which the restart's scalar bookkeeping sums
   # inside its one kernel (and not in a kernel of its own).
   if local is not None:
-    local = ([_sum_of_scalars(local)] if len(local) > _RECORDED_AT_MOST
-             else local)
-    local = (jnp.stack(jnp.broadcast_arrays(*local)) if local
-             else jnp.zeros([0], jnp.float32))
+    local = _vector([_sum_of_scalars(local)] if len(local) > _RECORDED_AT_MOST
+                    else local)
   session.recorded.append((across, local))
   return _summed(across, local)
 
@@ -489,8 +487,14 @@ def _sum_of_scalars(xs: list[jax.Array]) -> jax.Array:
   zero = jnp.zeros([], jnp.float32)
   if len(xs) <= _SUMMED_ONE_BY_ONE:
     return sum(xs, zero)
-  stacked = jnp.stack(jnp.broadcast_arrays(*xs))
-  return jnp.sum(jax.lax.optimization_barrier(stacked)) + zero
+  return jnp.sum(jax.lax.optimization_barrier(_vector(xs))) + zero
+
+
+def _vector(xs: list[jax.Array]) -> jax.Array:
+  """The scalars ``xs`` as one vector (of their common dtype)."""
+  if not xs:
+    return jnp.zeros([0], jnp.float32)
+  return jnp.stack(jnp.broadcast_arrays(*xs))
 
 
 class _Reductions:
