@@ -434,27 +434,8 @@ def restart(
               if criterion.reads_momentum else None
           ),
       )
-      # The criterion's reductions over the parameters are kernels of their
-      # own; its test on them is scalar bookkeeping like the one above. So
-      # it is traced twice: once for the reductions (the test is discarded),
-      # once on their values, in one kernel with the counters.
-      with _protocol.recorded_reductions() as reductions:
-        criterion.after_update(criterion_state, info)
-
-      def decide_after(scalars):
-        criterion_state, reductions, restarts, steps = scalars
-        with _protocol.replayed_reductions(reductions):
-          fired, criterion_state = criterion.after_update(
-              criterion_state, info._replace(steps=steps))
-        if criterion.immediate:
-          restarts = jnp.where(fired, optax.safe_increment(restarts),
-                               restarts)
-          steps = jnp.where(fired, 0, steps)
-        return fired, criterion_state, restarts, steps
-
-      fired, criterion_state, restarts, steps = (
-          _scalar_block.computed_together(
-              decide_after, (criterion_state, reductions, restarts, steps)))
+      fired, criterion_state, restarts, steps = _decided_after(
+          criterion, criterion_state, info, restarts, steps)
       if criterion.immediate:
         inner_state = reset_where(fired, inner_state)
         if updates_after_reset is not None:
@@ -477,6 +458,44 @@ def restart(
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _decided_after(criterion, criterion_state, info, restarts, steps):
+  """The criterion's test after the update, and the counters when it
+  restarts at once: ``(fired, criterion_state, restarts, steps)``.
+
+  The criterion's reductions over the parameters are kernels of their own;
+  its test on them is scalar bookkeeping like the one before the update.
+  So it is traced twice: once for the reductions (the test is discarded),
+  once on their values, in one kernel with the counters
+  (:mod:`nagd_optax._scalar_block`). Where the values cannot be replayed (an
+  inner product taken inside a nested transformation, ``jax.checkpoint``,
+  ``lax.cond``, ``vmap`` or a ``jit`` whose cache skips the second trace,
+  or a criterion that takes other inner products when traced again), the
+  criterion is called as it is, once.
+  """
+
+  def decide(scalars):
+    criterion_state, reductions, restarts, steps = scalars
+    with _protocol.replayed_reductions(reductions):
+      fired, criterion_state = criterion.after_update(
+          criterion_state, info._replace(steps=steps))
+    return counted(fired, criterion_state, restarts, steps)
+
+  def counted(fired, criterion_state, restarts, steps):
+    if criterion.immediate:
+      restarts = jnp.where(fired, optax.safe_increment(restarts), restarts)
+      steps = jnp.where(fired, 0, steps)
+    return fired, criterion_state, restarts, steps
+
+  try:
+    with _protocol.recorded_reductions() as reductions:
+      criterion.after_update(criterion_state, info)
+    return _scalar_block.computed_together(
+        decide, (criterion_state, reductions, restarts, steps))
+  except (jax.errors.UnexpectedTracerError, _protocol.ReplayImpossible):
+    fired, criterion_state = criterion.after_update(criterion_state, info)
+    return counted(fired, criterion_state, restarts, steps)
 
 
 def _is_scalar(x: Any) -> bool:

@@ -7,6 +7,7 @@ import contextvars
 from typing import Any, NamedTuple
 
 import jax
+from jax.extend.core import get_opaque_trace_state
 import jax.numpy as jnp
 import optax
 
@@ -89,9 +90,12 @@ class Criterion(NamedTuple):
   once for its inner products (:meth:`StepInfo.inner_product`,
   :func:`tree_inner_product`), which run as reductions over the
   parameters, and once for its test on their values, which the wrapper
-  compiles on CPU into one kernel with its counters. It must take the same
-  inner products in the same order both times (else RuntimeError). The
-  criterion's state carries no derivative.
+  compiles on CPU into one kernel with its counters; a ``jax.debug.print``
+  or callback in it runs twice per step. Where that cannot be done (its
+  inner products taken inside a nested transformation such as
+  ``jax.checkpoint``, ``lax.cond``, ``vmap`` or ``jit``, or different ones
+  when traced again), it is called once as it is. The criterion's state
+  carries no derivative.
 
   Attributes:
     init: ``params -> state``, the criterion's initial state (a pytree of
@@ -383,6 +387,11 @@ def tree_inner_product(
     14.0
   """
   session = _REDUCTIONS.get()
+  if session is not None and not session.traced_here():
+    # Inside a nested transformation of the criterion (jax.checkpoint,
+    # lax.cond, vmap, jit): values of its trace cannot leave it.
+    session.nested = True
+    session = None
   if session is not None and session.replayed is not None:
     return _summed(*session.next())
   across, local = _partial_products(a, b, axis_name)
@@ -505,19 +514,35 @@ class _Reductions:
     self.recorded = []
     self.replayed = None if replayed is None else list(replayed)
     self.taken = 0
+    self.trace = get_opaque_trace_state()
+    self.nested = False
+
+  def traced_here(self) -> bool:
+    """Whether JAX traces in the transformation the session began in."""
+    return get_opaque_trace_state() == self.trace
 
   def next(self):
     if self.taken == len(self.replayed):
-      raise RuntimeError(_RETRACED_DIFFERENTLY)
+      raise ReplayImpossible(_RETRACED_DIFFERENTLY)
     self.taken += 1
     return self.replayed[self.taken - 1]
 
 
+class ReplayImpossible(RuntimeError):
+  """Raised by :func:`replayed_reductions` when the inner products taken
+  differ from those recorded (more, fewer, or none because a ``jit``'s
+  cache skipped the function that takes them), and by both contexts when
+  one was taken inside a nested transformation."""
+
+
 _RETRACED_DIFFERENTLY = (
-    "A restart criterion took different inner products when traced a second"
-    " time: its after_update must take the same inner products"
-    " (tree_inner_product, StepInfo.inner_product), in the same order, every"
-    " time it is called with values of the same types.")
+    "A restart criterion took other inner products when traced a second"
+    " time than the first: they cannot be replayed.")
+
+_NESTED = (
+    "An inner product was taken inside a nested transformation of the"
+    " criterion (jax.checkpoint, lax.cond, vmap, jit); its value cannot be"
+    " recorded outside it.")
 
 _REDUCTIONS: contextvars.ContextVar[_Reductions | None] = (
     contextvars.ContextVar("nagd_optax_reductions", default=None))
@@ -542,6 +567,8 @@ def recorded_reductions() -> Iterator[list[Any]]:
     yield session.recorded
   finally:
     _REDUCTIONS.reset(token)
+  if session.nested:
+    raise ReplayImpossible(_NESTED)
 
 
 @contextlib.contextmanager
@@ -556,5 +583,5 @@ def replayed_reductions(recorded: list[Any]) -> Iterator[None]:
     yield
   finally:
     _REDUCTIONS.reset(token)
-  if session.taken != len(session.replayed):
-    raise RuntimeError(_RETRACED_DIFFERENTLY)
+  if session.nested or session.taken != len(session.replayed):
+    raise ReplayImpossible(_RETRACED_DIFFERENTLY)
