@@ -334,6 +334,9 @@ def restart(
   # And a reset that the inner transformation does itself (nesterov_trace
   # multiplies its buffer by 0 or 1): a select per leaf compiles slowly.
   fresh_where = getattr(inner, "fresh_where", None)
+  # Or folds the reset into its update (nesterov_trace decays the buffer by
+  # 0 where it resets): no pass over the buffer before the update.
+  update_reset_where = getattr(inner, "update_reset_where", None)
   inner = optax.with_extra_args_support(inner)
 
   def momentum_of(inner_state, params):
@@ -410,16 +413,21 @@ def restart(
           inner.init(_init_template(params, updates)), state.inner_state
       )
 
-    inner_state = reset_where(reset, state.inner_state)
+    inner_state = state.inner_state
     if requested is not None:
       # A restart asked for by the caller (after rolling the parameters
       # back, say) returns to init by a select, which also clears a buffer
       # that holds an infinity or NaN; the criteria never fire on those.
       inner_state = reset_where(requested, inner_state, select=True)
-    state_before = inner_state
-    new_updates, inner_state = inner.update(
-        updates, inner_state, params, **extra_args
-    )
+    if update_reset_where is not None:
+      new_updates, inner_state, state_before = update_reset_where(
+          updates, inner_state, reset)
+    else:
+      inner_state = reset_where(reset, inner_state)
+      state_before = inner_state
+      new_updates, inner_state = inner.update(
+          updates, inner_state, params, **extra_args
+      )
     pending = jnp.zeros([], jnp.bool_)
     if criterion.after_update is not None:
       info = info._replace(
