@@ -19,6 +19,8 @@ benchmarks/results/step_cost.md and step_cost.png (the committed results).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import random
 import re
@@ -104,10 +106,27 @@ def optimizers() -> dict[str, optax.GradientTransformationExtraArgs]:
 def _timed_compile(lower):
   """Calls ``lower()`` (a jitted function's ``.lower(...)``) and compiles the
   result; returns the compiled step and the CPU seconds of this process
-  both took (less sensitive to other load than wall time)."""
-  start = time.process_time()
-  compiled = lower().compile()
-  return compiled, time.process_time() - start
+  both took (less sensitive to other load than wall time).
+
+  Python's garbage collector is run before and held off during: tracing
+  makes many objects, and a collection falling into one variant's compile
+  but not another's widened the spread of the per-round ratios.
+  """
+  with _no_garbage_collection():
+    start = time.process_time()
+    compiled = lower().compile()
+    return compiled, time.process_time() - start
+
+
+@contextlib.contextmanager
+def _no_garbage_collection():
+  """Collects garbage, then holds the collector off within the context."""
+  gc.collect()
+  gc.disable()
+  try:
+    yield
+  finally:
+    gc.enable()
 
 
 def make_step(optimizer, params, grads):
@@ -218,11 +237,12 @@ def interleaved_samples(runs, rounds: int, repeats: int, seed: int = 0):
   samples = {name: [] for name in names}
   for _ in range(rounds):
     order.shuffle(names)
-    for name in names:
-      start = time.perf_counter()
-      for _ in range(repeats):
-        jax.block_until_ready(runs[name]())
-      samples[name].append((time.perf_counter() - start) / repeats)
+    with _no_garbage_collection():  # a collection per round, between them
+      for name in names:
+        start = time.perf_counter()
+        for _ in range(repeats):
+          jax.block_until_ready(runs[name]())
+        samples[name].append((time.perf_counter() - start) / repeats)
   return samples
 
 
@@ -425,7 +445,7 @@ def main(argv=None) -> str:
                       help="write nothing")
   args = parser.parse_args(argv)
   rounds, repeats = (3, 2) if args.quick else (150, 5)
-  compiles = 1 if args.quick else 5
+  compiles = 1 if args.quick else 7
   started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
   command = "python -m benchmarks.step_cost" + (
       " --quick" if args.quick else "") + (
