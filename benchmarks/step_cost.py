@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import itertools
 import os
 import random
 import re
@@ -145,7 +146,7 @@ def make_step(optimizer, params, grads):
   compiled, compile_seconds = _timed_compile(lambda: jitted.lower(
       params, optimizer.init(params), grads, jnp.float32(1.0)))
   carry = [params, optimizer.init(params)]
-  losses = iter(_falling_loss_with_rises())
+  losses = _falling_loss_with_rises()
 
   def run():
     carry[:] = compiled(carry[0], carry[1], grads, next(losses))
@@ -212,13 +213,21 @@ def make_torch_steps(params, grads) -> dict:
   return runs
 
 
-def _falling_loss_with_rises():
-  """A slowly falling loss that rises every 7th step: restarts do happen."""
-  value, step = 1.0, 0
-  while True:
-    step += 1
+def _falling_loss_with_rises(count: int = 1024):
+  """A slowly falling loss that rises every 7th step (restarts do happen),
+  cycling through ``count`` values.
+
+  The values are on the device before any step is timed, as a loss
+  computed by the previous step would be. Computed with jax arithmetic per
+  step, they had cost every variant a dispatch inside its timed step
+  (tens of microseconds, more than Optax's whole step on a tree of a few
+  elements), and the variants that read the loss had waited for it.
+  """
+  values, value = [], 1.0
+  for step in range(1, count + 1):
     value = value * 0.999 + (1e-3 if step % 7 == 0 else 0.0)
-    yield jnp.float32(value)
+    values.append(jax.device_put(np.float32(value)))
+  return itertools.cycle(values)
 
 
 def state_bytes(optimizer, params) -> int:
