@@ -420,6 +420,9 @@ def restart(
       # that holds an infinity or NaN; the criteria never fire on those.
       inner_state = reset_where(requested, inner_state, select=True)
     if update_reset_where is not None:
+      # state_before then has the reset count but the buffer before the
+      # reset: the hooks given it below (nesterov_trace's) read only its
+      # count.
       new_updates, inner_state, state_before = update_reset_where(
           updates, inner_state, reset)
     else:
@@ -477,15 +480,15 @@ def _decided_after(criterion, criterion_state, info, restarts, steps):
   So it is traced twice: once for the reductions (the test is discarded),
   once on their values, in one kernel with the counters
   (:mod:`nagd_optax._scalar_block`). Where the values cannot be replayed (an
-  inner product taken inside a nested transformation, ``jax.checkpoint``,
-  ``lax.cond``, ``vmap`` or a ``jit`` whose cache skips the second trace,
-  or a criterion that takes other inner products when traced again), the
-  criterion is called as it is, once.
+  inner product taken inside a nested transformation: ``jax.checkpoint``,
+  ``lax.cond``, ``vmap``, ``jit``; or a criterion that takes other inner
+  products when traced again: more, fewer, or of other arrays), the
+  criterion is called as it is, once more.
   """
 
   def decide(scalars):
     criterion_state, reductions, restarts, steps = scalars
-    with _protocol.replayed_reductions(reductions):
+    with _protocol.replayed_reductions(reductions, recording.operands):
       fired, criterion_state = criterion.after_update(
           criterion_state, info._replace(steps=steps))
     return counted(fired, criterion_state, restarts, steps)
@@ -497,10 +500,10 @@ def _decided_after(criterion, criterion_state, info, restarts, steps):
     return fired, criterion_state, restarts, steps
 
   try:
-    with _protocol.recorded_reductions() as reductions:
+    with _protocol.recorded_reductions() as recording:
       criterion.after_update(criterion_state, info)
     return _scalar_block.computed_together(
-        decide, (criterion_state, reductions, restarts, steps))
+        decide, (criterion_state, recording.values, restarts, steps))
   except (jax.errors.UnexpectedTracerError, _protocol.ReplayImpossible):
     fired, criterion_state = criterion.after_update(criterion_state, info)
     return counted(fired, criterion_state, restarts, steps)

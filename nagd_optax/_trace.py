@@ -166,6 +166,15 @@ class _NesterovTrace(optax.GradientTransformation):
   the fresh state for every finite buffer (up to the sign of zero); a
   buffer that holds an infinity or NaN stays NaN (a restart asked for with
   ``update(..., restart=True)`` selects instead, and clears it).
+
+  And ``update_reset_where(gradients, state, reset)``: ``update`` from
+  ``fresh_where(reset, state)``, with the reset folded into the step (the
+  buffer decays by mu * 0 where ``reset``; a buffer without a
+  gradient is multiplied by 0), returning ``(updates, new_state,
+  state_before)``, where ``state_before`` has the reset count and the
+  buffer as given (``updates_again`` and ``updates_after_reset`` read only
+  its count). :func:`nagd_optax.restart` resets through it before the
+  update: one multiplication per element fewer.
   """
 
 
@@ -301,9 +310,13 @@ def nesterov_trace(
     # so the state's structure never changes.
     # Arithmetic runs in the wider of the two dtypes; the buffer is stored in
     # its own dtype, so no dtype changes between steps.
+    # Where keep is 0 a buffer without a gradient this step is reset too.
+    kept = None if keep is None else _Scalar(keep)
+    without_gradient = ((lambda m: m) if kept is None
+                        else (lambda m: jax.lax.mul(m, kept.like(m, m))))
     new_trace = jax.tree.map(
-        lambda g, m: m if g is None else _cast(_plus_momentum(g, m, decay),
-                                               m.dtype),
+        lambda g, m: without_gradient(m) if g is None
+        else _cast(_plus_momentum(g, m, decay), m.dtype),
         updates,
         state.trace,
         is_leaf=_is_none,
@@ -390,14 +403,15 @@ def nesterov_trace(
   def update_reset_where(updates, state, reset):
     # update_fn from the state reset where `reset`: the buffer is decayed
     # into the new one by mu * 0 instead of being multiplied by 0 first
-    # (fresh_where). The same values (up to the sign of zero; a buffer
-    # holding an infinity or NaN gives NaN either way), with one
-    # multiplication per element fewer. On the 2-core CPU, the two forms
-    # interleaved in one process on benchmarks/step_cost.py's trees, the
-    # "loss" restart's step fell from 1.00-1.04x Optax's to 0.97-1.01x.
-    # The state before the update comes back with its count reset and its
-    # buffer as it was: updates_again and updates_after_reset read only
-    # its count.
+    # (fresh_where); a buffer without a gradient this step is multiplied
+    # by 0. The same values in exact arithmetic, and bit for bit where
+    # reset is a scalar (a buffer holding an infinity or NaN gives NaN
+    # either way); under vmap, where reset is batched, XLA:CPU compiles
+    # (mu * keep) * m otherwise than mu * (m * keep), within a few ulp.
+    # One multiplication per element fewer: a faster step for the loss
+    # restart (benchmarks/results/README.md). The state before the update
+    # comes back with its count reset and its buffer as it was:
+    # updates_again and updates_after_reset read only its count.
     state = NesterovTraceState(
         count=jnp.where(reset, jnp.zeros_like(state.count), state.count),
         trace=state.trace)

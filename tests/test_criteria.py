@@ -340,10 +340,11 @@ def test_recorded_inner_products_replay_as_their_sums(count):
 
   @jax.jit
   def replayed(a, b):
-    with nagd.criteria._protocol.recorded_reductions() as recorded:
+    with nagd.criteria._protocol.recorded_reductions() as recording:
       nagd.criteria.tree_inner_product(a, b)
-    with nagd.criteria._protocol.replayed_reductions(recorded):
-      return nagd.criteria.tree_inner_product(None, None), recorded
+    with nagd.criteria._protocol.replayed_reductions(recording.values,
+                                                     recording.operands):
+      return nagd.criteria.tree_inner_product(a, b), recording.values
 
   value, recorded = replayed(a, b)
   (across, local), = recorded

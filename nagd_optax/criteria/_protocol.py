@@ -93,9 +93,10 @@ class Criterion(NamedTuple):
   compiles on CPU into one kernel with its counters; a ``jax.debug.print``
   or callback in it runs twice per step. Where that cannot be done (its
   inner products taken inside a nested transformation such as
-  ``jax.checkpoint``, ``lax.cond``, ``vmap`` or ``jit``, or different ones
-  when traced again), it is called once as it is. The criterion's state
-  carries no derivative.
+  ``jax.checkpoint``, ``lax.cond``, ``vmap`` or ``jit``, or other ones
+  when traced again: more, fewer, or of arrays it computes anew, which are
+  new arrays on each trace), it is called once more as it is. The
+  criterion's state carries no derivative.
 
   Attributes:
     init: ``params -> state``, the criterion's initial state (a pytree of
@@ -393,7 +394,7 @@ def tree_inner_product(
     session.nested = True
     session = None
   if session is not None and session.replayed is not None:
-    return _summed(*session.next())
+    return _summed(*session.next(_operands(a, b, axis_name)))
   across, local = _partial_products(a, b, axis_name)
   if session is None:
     return _summed(across, local)
@@ -402,7 +403,8 @@ def tree_inner_product(
   if local is not None:
     local = _vector([_sum_of_scalars(local)] if len(local) > _RECORDED_AT_MOST
                     else local)
-  session.recorded.append((across, local))
+  session.recorded.values.append((across, local))
+  session.recorded.operands.append(_operands(a, b, axis_name))
   return _summed(across, local)
 
 
@@ -506,13 +508,41 @@ def _vector(xs: list[jax.Array]) -> jax.Array:
   return jnp.stack(jnp.broadcast_arrays(*xs))
 
 
+class Recording(NamedTuple):
+  """The inner products a criterion took, per call of
+  :func:`tree_inner_product`, in order.
+
+  Attributes:
+    values: the part reduced across devices (or None) and a vector of the
+      local partial products (or None).
+    operands: the arrays it was called with (the leaves of both trees, and
+      the axis name): a replay must be called with the same arrays.
+  """
+  values: list[Any]
+  operands: list[Any]
+
+
+def _operands(a: optax.Updates, b: optax.Updates,
+              axis_name: str | None) -> tuple:
+  return tuple(jax.tree.leaves(a)), tuple(jax.tree.leaves(b)), axis_name
+
+
+def _same_operands(taken: tuple, recorded: tuple) -> bool:
+  """Whether two calls took the inner product of the same arrays (the same
+  objects: a criterion traced twice sees the same arrays in its info)."""
+  (a, b, axis), (a_0, b_0, axis_0) = taken, recorded
+  return (axis == axis_0 and len(a) == len(a_0) and len(b) == len(b_0)
+          and all(x is y for x, y in zip(a + b, a_0 + b_0)))
+
+
 class _Reductions:
   """The inner products taken while tracing a criterion: recorded, or
   replayed from values computed before (see :func:`recorded_reductions`)."""
 
-  def __init__(self, replayed=None):
-    self.recorded = []
+  def __init__(self, replayed=None, operands=None):
+    self.recorded = Recording([], [])
     self.replayed = None if replayed is None else list(replayed)
+    self.operands = operands
     self.taken = 0
     self.trace = get_opaque_trace_state()
     self.nested = False
@@ -521,8 +551,10 @@ class _Reductions:
     """Whether JAX traces in the transformation the session began in."""
     return get_opaque_trace_state() == self.trace
 
-  def next(self):
-    if self.taken == len(self.replayed):
+  def next(self, operands: tuple):
+    if self.taken == len(self.replayed) or (
+        self.operands is not None
+        and not _same_operands(operands, self.operands[self.taken])):
       raise ReplayImpossible(_RETRACED_DIFFERENTLY)
     self.taken += 1
     return self.replayed[self.taken - 1]
@@ -530,14 +562,14 @@ class _Reductions:
 
 class ReplayImpossible(RuntimeError):
   """Raised by :func:`replayed_reductions` when the inner products taken
-  differ from those recorded (more, fewer, or none because a ``jit``'s
-  cache skipped the function that takes them), and by both contexts when
-  one was taken inside a nested transformation."""
+  differ from those recorded (more, fewer, or of other arrays), and by
+  both contexts when one was taken inside a nested transformation."""
 
 
 _RETRACED_DIFFERENTLY = (
     "A restart criterion took other inner products when traced a second"
-    " time than the first: they cannot be replayed.")
+    " time than the first (more, fewer, or of other arrays): they cannot"
+    " be replayed.")
 
 _NESTED = (
     "An inner product was taken inside a nested transformation of the"
@@ -549,10 +581,10 @@ _REDUCTIONS: contextvars.ContextVar[_Reductions | None] = (
 
 
 @contextlib.contextmanager
-def recorded_reductions() -> Iterator[list[Any]]:
+def recorded_reductions() -> Iterator[Recording]:
   """Within this context :func:`tree_inner_product` records its partial
-  products (in the list it yields: per call, the part reduced across
-  devices or None, and a vector of the local partial products or None).
+  products and the arrays it was called with (in the :class:`Recording`
+  it yields).
 
   With :func:`replayed_reductions`, :func:`nagd_optax.restart` separates a
   criterion's reductions over the parameters, which XLA runs as kernels
@@ -572,12 +604,15 @@ def recorded_reductions() -> Iterator[list[Any]]:
 
 
 @contextlib.contextmanager
-def replayed_reductions(recorded: list[Any]) -> Iterator[None]:
+def replayed_reductions(recorded: list[Any],
+                        operands: list[Any] | None = None) -> Iterator[None]:
   """Within this context :func:`tree_inner_product` returns the sums of
-  ``recorded`` (from :func:`recorded_reductions`, or values computed from
-  them), one per call and in order, whatever its arguments; all of them
-  must be taken."""
-  session = _Reductions(recorded)
+  ``recorded`` (a :class:`Recording`'s values, or values computed from
+  them), one per call and in order; all of them must be taken. Given the
+  recording's ``operands``, each call must take the same arrays as the
+  recorded one (else :class:`ReplayImpossible`); without, its arguments
+  are not looked at."""
+  session = _Reductions(recorded, operands)
   token = _REDUCTIONS.set(session)
   try:
     yield
