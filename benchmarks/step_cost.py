@@ -42,7 +42,6 @@ BASELINE = "optax.sgd(nesterov=True)"
 CONTROL = "optax.sgd(nesterov=True), again (control)"
 LARGE, SMALL, GPT = "one 4M leaf", "500 leaves of 4k", "GPT-like (d=256)"
 FLOOR = "floor: the update on one flat array"
-REDUCTION = "<g, m> alone (the gradient test's reduction, no update)"
 LEARNING_RATE, MOMENTUM = 1e-3, 0.9
 
 
@@ -181,18 +180,6 @@ def make_floor(params, grads):
     return carry[0]
 
   return run, compile_seconds
-
-
-def make_reduction(params, grads):
-  """The gradient test's inner product <g, m> alone, over the tree
-  (``nagd.criteria.tree_inner_product``, jitted): what a pass of its own
-  over the gradients and the buffer costs. Returns (run, compile CPU
-  seconds)."""
-  buffers = jax.tree.map(lambda p: 0.5 * p, params)
-  jitted = jax.jit(nagd.criteria.tree_inner_product)
-  compiled, compile_seconds = _timed_compile(
-      lambda: jitted.lower(grads, buffers))
-  return lambda: compiled(grads, buffers), compile_seconds
 
 
 def make_torch_steps(params, grads) -> dict:
@@ -494,17 +481,14 @@ def main(argv=None) -> str:
       " (m from g and m, then p from p and the new m), moving 6 arrays; one"
       " kernel reading p, g, m and writing p, m would move 5, and PyTorch's"
       " fused kernel is such a kernel (whether it beats this floor varies"
-      " between runs and trees). The row <g, m> alone times the gradient"
-      " test's inner product by itself (no update): a pass of its own over"
-      " the gradients and the buffer, which XLA:CPU does not fuse into the"
-      " update's kernels. PyTorch runs on one thread (with two, its"
+      " between runs and trees). PyTorch runs on one thread (with two, its"
       " threads and"
       " XLA's contend on this machine and it ran 10-50x slower). *Compile*:"
       " CPU seconds of this process to lower and compile the step (the"
       f" median of {compiles} rounds, each compiling every variant once in"
       " an order shuffled per round) and, in brackets, the median over"
-      " rounds of its ratio to Optax's in the same round (the floor and"
-      " <g, m> alone are compiled once: their time over Optax's median).\n",
+      " rounds of its ratio to Optax's in the same round (the floor is"
+      " compiled once: its time over Optax's median).\n",
   ]
   results = {}
   for tree_name, params in trees(args.quick).items():
@@ -533,10 +517,6 @@ def main(argv=None) -> str:
     runs[FLOOR], compile_times[FLOOR] = make_floor(params, grads)
     compile_ratio[FLOOR] = compile_times[FLOOR] / compile_times[BASELINE]
     memory[FLOOR] = "1.00"
-    runs[REDUCTION], compile_times[REDUCTION] = make_reduction(params, grads)
-    compile_ratio[REDUCTION] = (compile_times[REDUCTION]
-                                / compile_times[BASELINE])
-    memory[REDUCTION] = "-"
     for name, run in make_torch_steps(params, grads).items():
       runs[name], compile_times[name], memory[name] = run, None, "1.00"
     samples = interleaved_samples(runs, rounds, repeats)
@@ -554,7 +534,6 @@ def main(argv=None) -> str:
           name,
           f"{1e3 * statistics.median(samples[name]):.2f}",
           f"{median:.2f} ({q1:.2f}-{q3:.2f})",
-          "-" if name == REDUCTION else
           f"{statistics.median(floor_share[name]):.2f}",
           "-" if seconds is None else
           f"{seconds:.2f} ({compile_ratio[name]:.2f}x)",
