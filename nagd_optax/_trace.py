@@ -178,6 +178,15 @@ class _NesterovTrace(optax.GradientTransformation):
   """
 
 
+def _multiplied_by(keep: _Scalar):
+  """``m -> m * keep`` in the buffer's dtype: a reset where keep is 0."""
+  return lambda m: jax.lax.mul(m, keep.like(m, m))
+
+
+def _count_reset_where(reset: jax.Array, count: jax.Array) -> jax.Array:
+  return jnp.where(reset, jnp.zeros_like(count), count)
+
+
 def _extrapolation_momentum(momentum, count) -> _Scalar:
   """mu_k, the momentum that extrapolates at step ``count``."""
   return _Scalar(momentum(count) if callable(momentum) else momentum)
@@ -311,9 +320,8 @@ def nesterov_trace(
     # Arithmetic runs in the wider of the two dtypes; the buffer is stored in
     # its own dtype, so no dtype changes between steps.
     # Where keep is 0 a buffer without a gradient this step is reset too.
-    kept = None if keep is None else _Scalar(keep)
-    without_gradient = ((lambda m: m) if kept is None
-                        else (lambda m: jax.lax.mul(m, kept.like(m, m))))
+    without_gradient = ((lambda m: m) if keep is None
+                        else _multiplied_by(_Scalar(keep)))
     new_trace = jax.tree.map(
         lambda g, m: without_gradient(m) if g is None
         else _cast(_plus_momentum(g, m, decay), m.dtype),
@@ -413,8 +421,7 @@ def nesterov_trace(
     # comes back with its count reset and its buffer as it was:
     # updates_again and updates_after_reset read only its count.
     state = NesterovTraceState(
-        count=jnp.where(reset, jnp.zeros_like(state.count), state.count),
-        trace=state.trace)
+        count=_count_reset_where(reset, state.count), trace=state.trace)
     new_updates, new_state = updated(updates, state,
                                      keep=jnp.where(reset, 0, 1))
     return new_updates, new_state, state
@@ -423,10 +430,9 @@ def nesterov_trace(
     if select:  # slower to compile, but clears an infinity or NaN too
       reset_leaf = lambda m: jax.lax.select(reset, jnp.zeros_like(m), m)
     else:
-      keep = _Scalar(jnp.where(reset, 0, 1))
-      reset_leaf = lambda m: jax.lax.mul(m, keep.like(m, m))
+      reset_leaf = _multiplied_by(_Scalar(jnp.where(reset, 0, 1)))
     return NesterovTraceState(
-        count=jnp.where(reset, jnp.zeros_like(state.count), state.count),
+        count=_count_reset_where(reset, state.count),
         trace=jax.tree.map(reset_leaf, state.trace),
     )
 
