@@ -72,9 +72,11 @@ def nagd(
       ``params`` in ``update``. ``None`` (or a literal 0) adds nothing and
       needs no ``params``. For decoupled (AdamW-style) decay, chain
       ``optax.add_decayed_weights`` after this optimizer instead.
-    accumulator_dtype: dtype of the momentum buffer (``jnp.bfloat16`` halves
-      the optimizer state of float32 parameters); ``None`` uses the
-      parameters' dtype.
+    accumulator_dtype: dtype of the momentum buffer (``jnp.bfloat16`` or
+      ``jnp.float16`` halves the optimizer state of float32 parameters);
+      ``None`` uses the parameters' dtype. The update is computed in the
+      wider dtype from the buffer as stored (see
+      :func:`nagd_optax.nesterov_trace`).
     loss_smoothing: with ``restart="loss"``: its smoothing, 0 (the default)
       compares raw losses (the paper's test, for full-batch problems); about
       0.98 for minibatch losses (see :func:`nagd_optax.criteria.loss`).

@@ -266,28 +266,65 @@ def test_nesterov_momentum_is_not_fista_but_the_two_sequence_method(name):
   assert _relative_distance(ours, reference).max() < 1e-10
 
 
-def test_bf16_buffer_is_rounded_before_the_extrapolation_reads_it():
-  """A NumPy loop with the buffer rounded to bfloat16 (ml_dtypes) after each
-  update, and the update read from the rounded buffer, computed in float32."""
-  from ml_dtypes import bfloat16  # pylint: disable=g-import-not-at-top
+@pytest.mark.parametrize("jitted", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("name", ["bfloat16", "float16"])
+def test_a_narrow_buffer_is_rounded_before_the_extrapolation_reads_it(
+    name, jitted):
+  """A NumPy loop with the buffer rounded to bfloat16 (ml_dtypes) or
+  float16 after each update, and the update read from the rounded buffer,
+  computed in float32."""
+  import ml_dtypes  # pylint: disable=g-import-not-at-top
 
+  dtype = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}[name]
   rng = np.random.default_rng(0)
   grads = rng.standard_normal((30, 7)).astype(np.float32)
   momentum = np.float32(0.9)
-  buffer = np.zeros(7, bfloat16)
-  expected = []
+  buffer = np.zeros(7, dtype)
+  expected, buffers = [], []
   for g in grads:
-    buffer = (g + momentum * buffer.astype(np.float32)).astype(bfloat16)
+    buffer = (g + momentum * buffer.astype(np.float32)).astype(dtype)
+    buffers.append(buffer)
     expected.append(g + momentum * buffer.astype(np.float32))
-  trace = nagd.nesterov_trace(0.9, accumulator_dtype=jnp.bfloat16)
+  trace = nagd.nesterov_trace(0.9, accumulator_dtype=getattr(jnp, name))
+  update = jax.jit(trace.update) if jitted else trace.update
   state = trace.init(jnp.zeros(7, jnp.float32))
-  ours = []
+  ours, our_buffers = [], []
   for g in grads:
-    updates, state = trace.update(jnp.asarray(g), state)
+    updates, state = update(jnp.asarray(g), state)
     ours.append(updates)
+    our_buffers.append(np.asarray(state.trace).astype(np.float32))
   np.testing.assert_allclose(np.stack(ours), np.stack(expected), rtol=1e-6,
                              atol=1e-7)
-  assert state.trace.dtype == jnp.bfloat16
+  # The buffers agree to their own precision (a float32 ulp before rounding
+  # may round to the neighbouring value).
+  np.testing.assert_allclose(np.stack(our_buffers),
+                             np.stack(buffers).astype(np.float32),
+                             rtol=2 ** -7 if name == "bfloat16" else 2 ** -10)
+  assert state.trace.dtype == getattr(jnp, name)
+
+
+def test_the_rounding_form_xla_materialises_is_the_identity_bit_for_bit():
+  """On CPU a float16 (or, under float64 arithmetic, a float32) buffer is
+  rounded and then written as copysign(|x|, x), which XLA:CPU does not
+  recompute from the old buffer (tests/test_memory.py). It must be x in
+  every bit: all 65,536 float16 patterns, and float32 infinities, NaNs with
+  payloads, zeros, subnormals and a million random patterns."""
+  from nagd_optax import _trace  # pylint: disable=g-import-not-at-top
+
+  identity = jax.jit(_trace._same_sign_and_magnitude)  # pylint: disable=protected-access
+  half = np.arange(2 ** 16, dtype=np.uint32).astype(np.uint16)
+  np.testing.assert_array_equal(
+      np.asarray(identity(jnp.asarray(half.view(np.float16)))).view(np.uint16),
+      half)
+  special = np.array([0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x7F800000,
+                      0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001,
+                      0x7FC12345, 0xFFFFFFFF, 0x3F800000], np.uint32)
+  random = np.random.default_rng(0).integers(0, 2 ** 32, 1_000_000,
+                                             dtype=np.uint32)
+  single = np.concatenate([special, random])
+  np.testing.assert_array_equal(
+      np.asarray(identity(jnp.asarray(single.view(np.float32)))).view(
+          np.uint32), single)
 
 
 @pytest.mark.parametrize("accumulator_dtype", [None, jnp.bfloat16])

@@ -267,9 +267,8 @@ def separately_widened(x: jax.Array, dtype) -> bool:
   """Whether :func:`widened` keeps ``x``'s conversion to ``dtype`` apart.
 
   Only for bfloat16, whose conversion XLA:CPU's YNNPACK reductions take in.
-  They do not take float16 in: a float16 conversion kept apart is one more
-  temporary (1.3x of float32 parameters against 1.1x with the gradient
-  test), so it is left to XLA.
+  They do not take float16 in: its float32 conversion is written out
+  whole, kept apart or not (tests/test_memory.py), so it is left to XLA.
   """
   return x.dtype == jnp.bfloat16 and x.dtype != dtype
 
