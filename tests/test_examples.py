@@ -192,7 +192,8 @@ def test_low_memory(tmp_path, monkeypatch, capsys):
   rows = low_memory.main(["--steps", "10"])
   assert files_under(tmp_path) == {"fork/low_memory.py"}
   ratios = [float(row[2]) for row in rows]
-  assert ratios == [1.0, 0.5, 2.0]  # one buffer, half of one, Adam's two
+  # One buffer, half of one (bfloat16, float16), Adam's two.
+  assert ratios == [1.0, 0.5, 0.5, 2.0]
   # Progress: a line as each run ends (here after 10 steps).
   progress = [line for line in capsys.readouterr().out.splitlines()
               if ": step 10/10, test accuracy" in line]
