@@ -90,6 +90,9 @@ def optimizers() -> dict[str, optax.GradientTransformationExtraArgs]:
       "nagd bf16 momentum": nagd.nagd(
           lr, momentum, accumulator_dtype=jnp.bfloat16
       ),
+      "nagd f16 momentum": nagd.nagd(
+          lr, momentum, accumulator_dtype=jnp.float16
+      ),
       "nagd restart=loss": nagd.nagd(lr, momentum, restart="loss"),
       "nagd restart=gradient": nagd.nagd(lr, momentum, restart="gradient"),
       "nagd restart=speed": nagd.nagd(lr, momentum, restart="speed"),
@@ -309,7 +312,7 @@ def training_share(rounds: int, repeats: int) -> list[tuple]:
     return run
 
   chosen = {name: optimizer for name, optimizer in optimizers().items()
-            if "bf16" not in name}
+            if "16" not in name}  # no bf16 / f16 buffers
   runs = {"no optimizer (p - lr g)": make(None)}
   runs.update({name: make(optimizer) for name, optimizer in chosen.items()})
   samples = interleaved_samples(runs, rounds, repeats)
