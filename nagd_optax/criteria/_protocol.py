@@ -266,11 +266,15 @@ def kept_apart(groups: list[tuple[jax.Array, ...]]
 def separately_widened(x: jax.Array, dtype) -> bool:
   """Whether :func:`widened` keeps ``x``'s conversion to ``dtype`` apart.
 
-  Only for bfloat16, whose conversion XLA:CPU's YNNPACK reductions take in.
-  They do not take float16 in: its float32 conversion is written out
+  For bfloat16, whose conversion XLA:CPU's YNNPACK reductions take in, and
+  for any narrower buffer of float64 arithmetic (reduced by XLA itself: a
+  float32 buffer's float64 conversion shared with the update's was written
+  out whole for the gradient test, as large as the float64 parameters).
+  YNNPACK does not take float16 in: its float32 conversion is written out
   whole, kept apart or not (tests/test_memory.py), so it is left to XLA.
   """
-  return x.dtype == jnp.bfloat16 and x.dtype != dtype
+  return x.dtype != dtype and (x.dtype == jnp.bfloat16
+                               or jnp.dtype(dtype) == jnp.float64)
 
 
 def widened(xs: list[jax.Array], dtypes: list) -> list[jax.Array]:
