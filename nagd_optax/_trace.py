@@ -131,6 +131,7 @@ _ROUNDING_RECOMPUTED = (jnp.dtype(jnp.float16), jnp.dtype(jnp.float32))
 _COPIED_AT_MOST = 4096
 
 
+@jax.custom_jvp
 def _same_sign_and_magnitude(x: jax.Array) -> jax.Array:
   """``copysign(|x|, x)``: ``x`` bit for bit, written so that XLA:CPU
   materialises it once.
@@ -151,6 +152,14 @@ def _same_sign_and_magnitude(x: jax.Array) -> jax.Array:
   negative = jax.lax.lt(jax.lax.bitcast_convert_type(x, bits),
                         jnp.zeros([], bits))
   return jax.lax.select(negative, jax.lax.neg(magnitude), magnitude)
+
+
+@_same_sign_and_magnitude.defjvp
+def _same_sign_and_magnitude_jvp(primals, tangents):
+  # The identity's derivative, 1 (differentiating abs and the select would
+  # give 0 where x is 0: a buffer that underflowed would stop gradients).
+  (x,), (tangent,) = primals, tangents
+  return _same_sign_and_magnitude(x), tangent
 
 
 def _rounded(xs: list[jax.Array], dtypes: list) -> list[jax.Array]:

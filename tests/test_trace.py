@@ -303,6 +303,30 @@ def test_a_narrow_buffer_is_rounded_before_the_extrapolation_reads_it(
   assert state.trace.dtype == getattr(jnp, name)
 
 
+def test_a_float16_buffer_passes_derivatives_through_its_rounding():
+  """Differentiating through the update (as meta-learning does): the
+  rounding's derivative is 1, so d m / d g = 1 and d u / d g = 1 + mu, also
+  where the buffer underflowed to +-0 (the form XLA:CPU materialises must
+  not differentiate as abs and a select, which give 0 there)."""
+  n = 8192  # over the 4,096 elements below which the buffer is copied
+  trace = nagd.nesterov_trace(0.9, accumulator_dtype=jnp.float16)
+  grads = jnp.asarray(np.repeat(np.float32([-1e-9, 1e-9, -1.0, 1.0]),
+                                n // 4))
+
+  def step(g):
+    updates, state = trace.update(g, trace.init(g))
+    return updates, state.trace.astype(jnp.float32)
+
+  (_, buffer), (d_updates, d_buffer) = jax.jit(
+      lambda g: jax.jvp(step, (g,), (jnp.ones_like(g),)))(grads)
+  assert np.all(np.asarray(buffer)[: n // 2] == 0)  # underflowed
+  np.testing.assert_array_equal(d_buffer, np.ones(n, np.float32))
+  np.testing.assert_allclose(d_updates, np.full(n, 1.9, np.float32),
+                             rtol=1e-7)
+  reverse = jax.jit(jax.grad(lambda g: jnp.sum(step(g)[1])))(grads)
+  np.testing.assert_array_equal(reverse, np.ones(n, np.float32))
+
+
 def test_the_rounding_form_xla_materialises_is_the_identity_bit_for_bit():
   """On CPU a float16 (or, under float64 arithmetic, a float32) buffer is
   rounded and then written as copysign(|x|, x), which XLA:CPU does not
