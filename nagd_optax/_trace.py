@@ -147,8 +147,8 @@ def _same_sign_and_magnitude(x: jax.Array) -> jax.Array:
   0.87 against 1.02 copied, the GPT-like tree of benchmarks/step_cost.py
   0.90 against 1.48.
   """
+  bits = {2: jnp.int16, 4: jnp.int32}[x.dtype.itemsize]  # float16, float32
   magnitude = jax.lax.abs(x)
-  bits = jnp.int16 if x.dtype.itemsize == 2 else jnp.int32
   negative = jax.lax.lt(jax.lax.bitcast_convert_type(x, bits),
                         jnp.zeros([], bits))
   return jax.lax.select(negative, jax.lax.neg(magnitude), magnitude)
@@ -156,8 +156,9 @@ def _same_sign_and_magnitude(x: jax.Array) -> jax.Array:
 
 @_same_sign_and_magnitude.defjvp
 def _same_sign_and_magnitude_jvp(primals, tangents):
-  # The identity's derivative, 1 (differentiating abs and the select would
-  # give 0 where x is 0: a buffer that underflowed would stop gradients).
+  # The identity's derivative, 1. Differentiated as written, abs and the
+  # select give -1 where x is -0: through a buffer that underflowed to -0
+  # the derivative would flip sign.
   (x,), (tangent,) = primals, tangents
   return _same_sign_and_magnitude(x), tangent
 
@@ -304,10 +305,12 @@ def nesterov_trace(
       dtypes; the updates come out in the gradients' dtype. The buffer is
       rounded to its dtype before the extrapolation reads it, so
       :math:`u_k = g_k + \mu_k\,\mathrm{round}(m_k)`: that lets XLA update
-      a bfloat16 or float16 buffer in place without a copy per leaf (on
-      CPU a float16 buffer is written as ``copysign(|x|, x)``, the same
-      bits, which XLA:CPU does not recompute from the old buffer;
-      ``tests/test_memory.py``).
+      a bfloat16 or float16 buffer in place without a copy per leaf. (On
+      CPU a float16 buffer, and a float32 one of float64 parameters, is
+      written as ``copysign(|x|, x)``, the same bits, which XLA:CPU does
+      not recompute from the old buffer; ``tests/test_memory.py``. Leaves
+      of at most 4,096 elements are left to be copied: in cache that costs
+      less than the select.)
 
   Returns:
     A :class:`optax.GradientTransformation` with state

@@ -270,44 +270,57 @@ def test_nesterov_momentum_is_not_fista_but_the_two_sequence_method(name):
 @pytest.mark.parametrize("name", ["bfloat16", "float16"])
 def test_a_narrow_buffer_is_rounded_before_the_extrapolation_reads_it(
     name, jitted):
-  """A NumPy loop with the buffer rounded to bfloat16 (ml_dtypes) or
-  float16 after each update, and the update read from the rounded buffer,
-  computed in float32."""
+  """NumPy arithmetic of each step: the buffer rounded to bfloat16
+  (ml_dtypes) or float16 after each update, and the update read from the
+  rounded buffer, computed in float32. The leaf has more than 4,096
+  elements: on CPU a float16 buffer that large is written in the form
+  XLA:CPU materialises (smaller ones as a bare conversion)."""
   import ml_dtypes  # pylint: disable=g-import-not-at-top
 
   dtype = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}[name]
   rng = np.random.default_rng(0)
-  grads = rng.standard_normal((30, 7)).astype(np.float32)
+  size = 5000
+  grads = rng.standard_normal((30, size)).astype(np.float32)
+  grads[:, :100] *= 1e-9  # underflows to +-0 in float16
   momentum = np.float32(0.9)
-  buffer = np.zeros(7, dtype)
-  expected, buffers = [], []
-  for g in grads:
-    buffer = (g + momentum * buffer.astype(np.float32)).astype(dtype)
-    buffers.append(buffer)
-    expected.append(g + momentum * buffer.astype(np.float32))
   trace = nagd.nesterov_trace(0.9, accumulator_dtype=getattr(jnp, name))
   update = jax.jit(trace.update) if jitted else trace.update
-  state = trace.init(jnp.zeros(7, jnp.float32))
+  state = trace.init(jnp.zeros(size, jnp.float32))
   ours, our_buffers = [], []
   for g in grads:
     updates, state = update(jnp.asarray(g), state)
-    ours.append(updates)
-    our_buffers.append(np.asarray(state.trace).astype(np.float32))
-  np.testing.assert_allclose(np.stack(ours), np.stack(expected), rtol=1e-6,
-                             atol=1e-7)
-  # The buffers agree to their own precision (a float32 ulp before rounding
-  # may round to the neighbouring value).
-  np.testing.assert_allclose(np.stack(our_buffers),
-                             np.stack(buffers).astype(np.float32),
-                             rtol=2 ** -7 if name == "bfloat16" else 2 ** -10)
+    ours.append(np.asarray(updates))
+    our_buffers.append(np.asarray(state.trace))
+  # Each step's buffer is g + mu m rounded to the buffer's dtype, from the
+  # previous buffer (step by step, so that a different rounding does not
+  # carry over): computed in float32 with two roundings, or, jitted, with
+  # one (XLA:CPU fuses it into an FMA); bit for bit one of the two.
+  previous = np.zeros(size, dtype)
+  for g, m in zip(grads, our_buffers):
+    wide = previous.astype(np.float32)
+    two_roundings = (g + momentum * wide).astype(dtype)
+    one_rounding = (g.astype(np.float64) + np.float64(momentum) * wide
+                    ).astype(np.float32).astype(dtype)
+    bits = m.view(np.uint16)
+    assert np.all((bits == two_roundings.view(np.uint16))
+                  | (bits == one_rounding.view(np.uint16)))
+    previous = m
+  our_buffers = [m.astype(np.float32) for m in our_buffers]
+  # Each update is read from the buffer as stored: g + mu round(m), to
+  # float32 rounding (two roundings at most, or one with FMA).
+  for g, u, m in zip(grads, ours, our_buffers):
+    product = np.float64(momentum) * m
+    np.testing.assert_array_less(
+        np.abs(u - (g + product)),
+        2 ** -23 * (np.abs(g) + np.abs(product)) + 1e-45)
   assert state.trace.dtype == getattr(jnp, name)
 
 
 def test_a_float16_buffer_passes_derivatives_through_its_rounding():
   """Differentiating through the update (as meta-learning does): the
   rounding's derivative is 1, so d m / d g = 1 and d u / d g = 1 + mu, also
-  where the buffer underflowed to +-0 (the form XLA:CPU materialises must
-  not differentiate as abs and a select, which give 0 there)."""
+  where the buffer underflowed to +-0 (differentiated as abs and a select,
+  the form XLA:CPU materialises would give -1 at -0)."""
   n = 8192  # over the 4,096 elements below which the buffer is copied
   trace = nagd.nesterov_trace(0.9, accumulator_dtype=jnp.float16)
   grads = jnp.asarray(np.repeat(np.float32([-1e-9, 1e-9, -1.0, 1.0]),
