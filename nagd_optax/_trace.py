@@ -417,8 +417,9 @@ def nesterov_trace(
     negated = _Scalar(-_extrapolation_momentum(momentum, state.count).value)
     grads, buffers, dtypes, treedef = _leaves(updates, new_state)
     present = [i for i, g in enumerate(grads) if g is not None]
-    # A small leaf's bf16 buffer is widened apart (float16: see
-    # criteria._protocol.separately_widened).
+    # A small leaf's buffer is widened apart where
+    # criteria._protocol.separately_widened says (bf16, and any buffer
+    # narrower than float64 arithmetic; not float16 under float32).
     widened_apart = lambda i: _protocol.separately_widened(buffers[i],
                                                            dtypes[i])
     large = [i for i in present if not _protocol.is_small_leaf(grads[i])]
