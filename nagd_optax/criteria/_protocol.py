@@ -555,9 +555,8 @@ class _Reductions:
     return get_opaque_trace_state() == self.trace
 
   def next(self, operands: tuple):
-    if self.taken == len(self.replayed) or (
-        self.operands is not None
-        and not _same_operands(operands, self.operands[self.taken])):
+    if self.taken == len(self.replayed) or not _same_operands(
+        operands, self.operands[self.taken]):
       raise ReplayImpossible(_RETRACED_DIFFERENTLY)
     self.taken += 1
     return self.replayed[self.taken - 1]
@@ -608,13 +607,12 @@ def recorded_reductions() -> Iterator[Recording]:
 
 @contextlib.contextmanager
 def replayed_reductions(recorded: list[Any],
-                        operands: list[Any] | None = None) -> Iterator[None]:
+                        operands: list[Any]) -> Iterator[None]:
   """Within this context :func:`tree_inner_product` returns the sums of
   ``recorded`` (a :class:`Recording`'s values, or values computed from
-  them), one per call and in order; all of them must be taken. Given the
-  recording's ``operands``, each call must take the same arrays as the
-  recorded one (else :class:`ReplayImpossible`); without, its arguments
-  are not looked at."""
+  them), one per call and in order; all of them must be taken, each of
+  the same arrays as the recorded call (the recording's ``operands``),
+  else :class:`ReplayImpossible`."""
   session = _Reductions(recorded, operands)
   token = _REDUCTIONS.set(session)
   try:
