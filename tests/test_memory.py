@@ -38,6 +38,12 @@ CRITERIA = {
 }
 
 
+def _nagd(criterion, accumulator_dtype):
+  """nagd at momentum 0.9 with ``criterion`` (None: no restart)."""
+  return nagd.nagd(0.1, 0.9, accumulator_dtype=accumulator_dtype,
+                   **({} if criterion is None else {"restart": criterion}))
+
+
 def _temporary_bytes(optimizer, params):
   """Temporary bytes of one jitted, donated step (update + apply)."""
 
@@ -78,9 +84,7 @@ _FLOAT16_CONVERSION = pytest.mark.xfail(
 def test_no_criterion_adds_a_parameter_sized_temporary(name,
                                                        accumulator_dtype):
   criterion = CRITERIA[name]
-  optimizer = nagd.nagd(0.1, 0.9, accumulator_dtype=accumulator_dtype,
-                        **({} if criterion is None else
-                           {"restart": criterion}))
+  optimizer = _nagd(criterion, accumulator_dtype)
   temporary = _temporary_bytes(optimizer, PARAMS)
   # The smallest large leaf is a fifth of the tree: a copy of any leaf, of
   # the update or of a conversion fails. What may remain: the small leaves
@@ -98,8 +102,7 @@ def test_a_float16_buffer_is_not_copied_beside_its_conversion(name):
   parameter update's kernel, and kept a copy of the old buffer because the
   step overwrites it in place (1.14-1.5x of the float32 parameters in all).
   """
-  optimizer = nagd.nagd(0.1, 0.9, accumulator_dtype=jnp.float16,
-                        restart=CRITERIA[name])
+  optimizer = _nagd(CRITERIA[name], jnp.float16)
   temporary = _temporary_bytes(optimizer, PARAMS)
   conversion = PARAM_BYTES  # float32, one element per parameter
   # What may remain besides: the small leaves gathered for one reduction.
@@ -120,9 +123,7 @@ def test_a_narrower_buffer_of_float64_parameters_is_not_copied(
   float16 buffer the gradient and speed tests still write out its
   conversion.)"""
   params = jax.tree.map(lambda x: x.astype(jnp.float64), PARAMS)
-  optimizer = nagd.nagd(0.1, 0.9, accumulator_dtype=accumulator_dtype,
-                        **({} if criterion is None else
-                           {"restart": criterion}))
+  optimizer = _nagd(criterion, accumulator_dtype)
   temporary = _temporary_bytes(optimizer, params)
   assert temporary < 0.01 * 2 * PARAM_BYTES, temporary / PARAM_BYTES
 
@@ -135,8 +136,7 @@ def test_many_small_leaves_are_not_gathered_whole(criterion,
   time); on a tree of nothing but small leaves that copy would be the size
   of the parameters. It is capped (at 65,536 elements)."""
   params = {f"w{i:03d}": jnp.ones(4096) for i in range(300)}
-  optimizer = nagd.nagd(0.1, 0.9, accumulator_dtype=accumulator_dtype,
-                        restart=criterion)
+  optimizer = _nagd(criterion, accumulator_dtype)
   temporary = _temporary_bytes(optimizer, params)
   param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
   assert temporary < 0.25 * param_bytes, temporary / param_bytes
