@@ -393,25 +393,19 @@ def nesterov_trace(
     without_gradient = ((lambda m: m) if keep is None
                         else _multiplied_by(_Scalar(keep)))
     grads, buffers, _, treedef = _leaves(updates, state)
-    new_trace = treedef.unflatten(_rounded([
+    new_buffers = _rounded([
         without_gradient(m) if g is None else _plus_momentum(g, m, decay)
-        for g, m in zip(grads, buffers)], [m.dtype for m in buffers]))
+        for g, m in zip(grads, buffers)], [m.dtype for m in buffers])
     # The extrapolation reads the buffer as stored: with a bf16 buffer it is
     # the rounded momentum, which lets XLA overwrite the old buffer in place
     # (reading the unrounded value made it copy every leaf each step).
-    new_updates = jax.tree.map(
-        lambda g, m: None if g is None else _plus_momentum(g, m, extrapolation),
-        updates,
-        new_trace,
-        is_leaf=_is_none,
-    )
-    new_updates = jax.tree.map(
-        lambda u, g: None if g is None else _cast(u, g.dtype),
-        new_updates, updates, is_leaf=_is_none,
-    )
-    return new_updates, NesterovTraceState(
-        count=optax.safe_increment(state.count), trace=new_trace
-    )
+    new_updates = [
+        None if g is None
+        else _cast(_plus_momentum(g, m, extrapolation), g.dtype)
+        for g, m in zip(grads, new_buffers)]
+    return treedef.unflatten(new_updates), NesterovTraceState(
+        count=optax.safe_increment(state.count),
+        trace=treedef.unflatten(new_buffers))
 
   def updates_again(updates, state, new_state):
     negated = _Scalar(-_extrapolation_momentum(momentum, state.count).value)
