@@ -446,7 +446,7 @@ def restart(
               if criterion.reads_momentum else None
           ),
       )
-      fired, criterion_state, restarts, steps = _decided_after(
+      fired, criterion_state, restarts, steps, recording = _decided_after(
           criterion, criterion_state, info, restarts, steps)
       if criterion.immediate:
         inner_state = reset_where(fired, inner_state)
@@ -461,6 +461,9 @@ def restart(
           new_updates = _select(fired, fresh_updates, new_updates)
       else:
         pending = fired
+        if recording is not None:
+          # The update waits for the test's reductions (see released).
+          new_updates = _protocol.released(new_updates, recording)
     return new_updates, RestartState(
         inner_state=inner_state,
         restarts=restarts,
@@ -473,8 +476,9 @@ def restart(
 
 
 def _decided_after(criterion, criterion_state, info, restarts, steps):
-  """The criterion's test after the update, and the counters when it
-  restarts at once: ``(fired, criterion_state, restarts, steps)``.
+  """The criterion's test after the update, the counters when it restarts
+  at once, and the recording of its reductions (None where they were not
+  replayed): ``(fired, criterion_state, restarts, steps, recording)``.
 
   The criterion's reductions over the parameters are kernels of their own;
   its test on them is scalar bookkeeping like the one before the update.
@@ -503,11 +507,12 @@ def _decided_after(criterion, criterion_state, info, restarts, steps):
   try:
     with _protocol.recorded_reductions() as recording:
       criterion.after_update(criterion_state, info)
-    return _scalar_block.computed_together(
-        decide, (criterion_state, recording.values, restarts, steps))
+    return *_scalar_block.computed_together(
+        decide, (criterion_state, recording.values, restarts, steps)
+    ), recording
   except (jax.errors.UnexpectedTracerError, _protocol.ReplayImpossible):
     fired, criterion_state = criterion.after_update(criterion_state, info)
-    return counted(fired, criterion_state, restarts, steps)
+    return *counted(fired, criterion_state, restarts, steps), None
 
 
 def _is_scalar(x: Any) -> bool:

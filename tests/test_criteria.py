@@ -353,3 +353,119 @@ def test_recorded_inner_products_replay_as_their_sums(count):
   expected = sum(float(np.sum(np.asarray(a[k], np.float64)
                               * np.asarray(b[k], np.float64))) for k in a)
   np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+
+
+def _special_values(dtype, size: int, seed: int) -> np.ndarray:
+  """``size`` numbers of ``dtype``: random bit patterns (NaNs with payloads,
+  infinities and subnormals among them) after the edge cases spelled out."""
+  finfo = np.finfo(dtype)
+  edges = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.0, -1.0,
+                    finfo.max, -finfo.max, finfo.tiny, -finfo.tiny,
+                    finfo.smallest_subnormal, -finfo.smallest_subnormal],
+                   dtype)
+  bits = np.uint32 if dtype == np.float32 else np.uint64
+  rng = np.random.default_rng(seed)
+  random = rng.integers(0, np.iinfo(bits).max, size - edges.size,
+                        dtype=bits, endpoint=True).view(dtype)
+  # A NaN with a payload, in both signs.
+  payload = np.array([0x7FC01234, 0xFFC04321] if dtype == np.float32
+                     else [0x7FF8000000001234, 0xFFF8000000004321], bits)
+  return np.concatenate([edges, payload.view(dtype), random])[:size]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_released_update_is_the_same_numbers_bit_for_bit(dtype, x64):
+  """``_protocol.released`` multiplies each large leaf by a 1.0 computed
+  from its inner product, so that XLA:CPU updates it after the reduction.
+  Whatever the product (here NaN, infinite or zero too), the leaves come
+  back bit for bit (x * 1.0 = x); bfloat16, complex and small leaves
+  untouched."""
+  from nagd_optax.criteria import _protocol
+  np_dtype = np.dtype(dtype)
+  bits = np.uint32 if np_dtype == np.float32 else np.uint64
+  a = {"large": jnp.asarray(_special_values(np_dtype, 6000, 0)),
+       "finite": jnp.asarray(np.linspace(-3, 3, 5000, dtype=np_dtype)),
+       "bf16": jnp.linspace(-1, 1, 5000).astype(jnp.bfloat16),
+       "complex": jnp.linspace(-1, 1, 5000) * (1 + 2j),
+       "small": jnp.asarray(_special_values(np_dtype, 30, 1)),
+       "none": None}
+  b = jax.tree.map(lambda x: None if x is None else x * 0.5 + 1, a,
+                   is_leaf=lambda x: x is None)
+
+  @jax.jit
+  def released(a, b):
+    with _protocol.recorded_reductions() as recording:
+      product = nagd.criteria.tree_inner_product(a, b)
+    return _protocol.released(a, recording), product
+
+  out, product = released(a, b)
+  assert np.isnan(float(product))  # the large leaf holds NaNs
+  assert out["none"] is None
+  for name in ("large", "finite", "small"):
+    np.testing.assert_array_equal(np.asarray(out[name]).view(bits),
+                                  np.asarray(a[name]).view(bits))
+  np.testing.assert_array_equal(np.asarray(out["bf16"]).view(np.uint16),
+                                np.asarray(a["bf16"]).view(np.uint16))
+  np.testing.assert_array_equal(np.asarray(out["complex"]),
+                                np.asarray(a["complex"]))
+
+
+def _update_kernels(compiled_text: str, shape: str) -> list[str]:
+  """The lines of the compiled entry computation that compute a ``shape``
+  array in a fusion (the parameter and momentum updates)."""
+  entry = compiled_text[compiled_text.index("\nENTRY"):]
+  return [line for line in entry.splitlines()
+          if f"= {shape}" in line and " fusion(" in line]
+
+
+@pytest.mark.parametrize("restart", ["gradient", "speed"])
+def test_a_large_leaf_is_updated_after_its_reduction(restart):
+  """On XLA:CPU the runtime runs kernels side by side as soon as what they
+  read is written: the parameter update has to read the reduction's
+  result to wait for it. In the compiled step (learning rate and momentum
+  constants) the update kernel of each large leaf takes a scalar operand,
+  the reduction's; without the release it reads only arrays."""
+  params = {"w": jnp.ones(6000), "v": jnp.ones((100, 70)),
+            "b": jnp.ones(10)}
+  optimizer = nagd.nagd(0.1, 0.9, restart=restart)
+
+  def step(params, state, grads):
+    updates, state = optimizer.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  text = jax.jit(step, donate_argnums=(0, 1)).lower(
+      params, optimizer.init(params), params).compile().as_text()
+  for shape in ("f32[6000]", "f32[100,70]"):
+    kernels = _update_kernels(text, shape)
+    assert any(_reads_scalar(text, line) for line in kernels), kernels
+
+
+def _reads_scalar(text: str, line: str) -> bool:
+  """Whether the fusion on ``line`` has an operand of shape f32[]."""
+  operands = line.split(" fusion(")[1].split(")")[0].split(", ")
+  shapes = {}
+  for other in text[text.index("\nENTRY"):].splitlines():
+    other = other.strip()
+    if other.startswith("%") and " = " in other:
+      name, rest = other.split(" = ", 1)
+      shapes[name] = rest.split(" ")[0]
+  return any(shapes.get(operand.strip()) == "f32[]" for operand in operands)
+
+
+def test_derivatives_pass_through_a_released_update():
+  """The factor 1.0 is a constant to derivatives: under jit the update of a
+  large leaf with restart="gradient" has, at the first step (m = 0),
+  d u / d g = -lr (1 + mu) (u = -lr (g + mu (g + mu m))), forward and
+  reverse."""
+  lr, mu = 0.1, 0.9
+  optimizer = nagd.nagd(lr, mu, restart="gradient")
+  params = {"w": jnp.ones(6000)}
+  state = optimizer.init(params)
+  grads = {"w": jnp.linspace(-1.0, 1.0, 6000)}
+  update = jax.jit(lambda g: optimizer.update(g, state, params)[0])
+  _, tangent = jax.jvp(update, (grads,), (jax.tree.map(jnp.ones_like, grads),))
+  np.testing.assert_allclose(np.asarray(tangent["w"]), -lr * (1 + mu),
+                             rtol=1e-6)
+  cotangent = jax.grad(lambda g: jnp.sum(update(g)["w"]))(grads)
+  np.testing.assert_allclose(np.asarray(cotangent["w"]), -lr * (1 + mu),
+                             rtol=1e-6)
