@@ -682,9 +682,14 @@ def released(updates: optax.Updates, recording: Recording) -> optax.Updates:
             and leaves[i].dtype in (jnp.float32, jnp.float64)]
   if not chosen:
     return updates
-  # One value per leaf: any function of all its products waits for them.
-  taken = [jax.lax.stop_gradient(functools.reduce(jax.lax.add, products[i]))
-           for i in chosen]
+  # One value per leaf: any function of all its products waits for them
+  # (their sum, in a dtype common to them).
+  def total(xs):
+    dtype = jnp.result_type(*xs)
+    return functools.reduce(
+        jax.lax.add, [jax.lax.convert_element_type(x, dtype) for x in xs])
+
+  taken = [jax.lax.stop_gradient(total(products[i])) for i in chosen]
 
   def times_one(*operands):
     us, ts = operands[:len(chosen)], operands[len(chosen):]
