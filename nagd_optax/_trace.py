@@ -167,19 +167,18 @@ def _rounded(xs: list[jax.Array], dtypes: list) -> list[jax.Array]:
   """Each ``x`` rounded to its buffer's dtype (as :func:`_cast`); where
   XLA:CPU would recompute that rounding from the old buffer, and the leaf
   has more than ``_COPIED_AT_MOST`` elements, in a form it does not (see
-  :func:`_same_sign_and_magnitude`). One ``lax.platform_dependent`` covers
-  all leaves (tracing one per leaf adds up on trees of hundreds); other
-  backends compile the cast alone: the copy was measured only on CPU."""
+  :func:`_same_sign_and_magnitude`), on CPU only (``criteria._protocol.
+  on_cpu``): other backends compile the cast alone, the copy was measured
+  only on CPU."""
   rounded = [_cast(x, dtype) for x, dtype in zip(xs, dtypes)]
   recomputed = [i for i, (x, r) in enumerate(zip(xs, rounded))
                 if r is not x and r.dtype in _ROUNDING_RECOMPUTED
                 and r.size > _COPIED_AT_MOST]
   if not recomputed:
     return rounded
-  materialised = jax.lax.platform_dependent(
-      *[rounded[i] for i in recomputed],
-      cpu=lambda *rs: [_same_sign_and_magnitude(r) for r in rs],
-      default=lambda *rs: list(rs))
+  materialised = _protocol.on_cpu(
+      lambda rs: [_same_sign_and_magnitude(r) for r in rs],
+      [rounded[i] for i in recomputed])
   for i, r in zip(recomputed, materialised):
     rounded[i] = r
   return rounded

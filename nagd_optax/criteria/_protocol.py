@@ -217,6 +217,27 @@ def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
   return jnp.promote_types(x.dtype, jnp.float32)
 
 
+def on_cpu(fn: Callable[..., list[jax.Array]], xs: list[jax.Array],
+           *inputs: list[jax.Array]) -> list[jax.Array]:
+  """``fn(xs, *inputs)`` (new values for ``xs``) where the program is
+  compiled for CPU, ``xs`` as they are elsewhere: for what works around
+  XLA:CPU's choices and was measured only there. One
+  ``lax.platform_dependent`` covers all the arrays (one per leaf costs
+  tracing time on trees of hundreds of leaves)."""
+  sizes = [len(xs)] + [len(group) for group in inputs]
+
+  def on_cpu_operands(*operands):
+    groups, start = [], 0
+    for size in sizes:
+      groups.append(list(operands[start:start + size]))
+      start += size
+    return fn(*groups)
+
+  return list(jax.lax.platform_dependent(
+      *xs, *(x for group in inputs for x in group),
+      cpu=on_cpu_operands, default=lambda *operands: list(operands[:len(xs)])))
+
+
 def kept_apart(groups: list[tuple[jax.Array, ...]]
                ) -> list[tuple[jax.Array, ...]]:
   """``groups`` unchanged, as values XLA:CPU will not merge with equal ones.
@@ -236,10 +257,9 @@ def kept_apart(groups: list[tuple[jax.Array, ...]]
     (8% of a GPT-like tree's parameters), and 10% of the step.
 
   Passing each group (say a leaf's momentum and buffer) through a
-  ``lax.optimization_barrier`` of its own makes its values its own. One
-  ``lax.platform_dependent`` covers all groups (one per leaf costs tracing
-  time on trees of hundreds of leaves); on other platforms the values are
-  left to XLA. Inside ``shard_map`` a barrier's results vary over every
+  ``lax.optimization_barrier`` of its own makes its values its own, on CPU
+  (:func:`on_cpu`); on other platforms the values are left to XLA. Inside
+  ``shard_map`` a barrier's results vary over every
   mesh axis that one of its operands varies over, so each group is cast to
   that first.
   """
@@ -257,12 +277,11 @@ def kept_apart(groups: list[tuple[jax.Array, ...]]
     values = iter(values)
     return [tuple(next(values) for _ in group) for group in groups]
 
-  def barriers(*values):
+  def barriers(values):
     return [v for group in regroup(values)
             for v in jax.lax.optimization_barrier(group)]
 
-  return regroup(jax.lax.platform_dependent(
-      *flat, cpu=barriers, default=lambda *values: list(values)))
+  return regroup(on_cpu(barriers, flat))
 
 
 def separately_widened(x: jax.Array, dtype) -> bool:
@@ -667,8 +686,8 @@ def released(updates: optax.Updates, recording: Recording) -> optax.Updates:
   infinities, -0 and subnormals included); narrower and complex leaves,
   whose products by 1.0 go through a conversion or a complex multiply, are
   left alone. Derivatives pass through unchanged (the factor is a constant
-  to them). Only where the update is traced, and only on CPU: other
-  backends see the updates as they are.
+  to them). Only where the update is traced, and only on CPU
+  (:func:`on_cpu`): other backends see the updates as they are.
   """
   leaves, structure = jax.tree.flatten(updates, is_leaf=lambda u: u is None)
   products = collections.defaultdict(list)
@@ -691,13 +710,10 @@ def released(updates: optax.Updates, recording: Recording) -> optax.Updates:
 
   taken = [jax.lax.stop_gradient(total(products[i])) for i in chosen]
 
-  def times_one(*operands):
-    us, ts = operands[:len(chosen)], operands[len(chosen):]
+  def times_one(us, ts):
     return [jax.lax.mul(u, _exactly_one(t, u.dtype)) for u, t in zip(us, ts)]
 
-  done = jax.lax.platform_dependent(
-      *[leaves[i] for i in chosen], *taken,
-      cpu=times_one, default=lambda *operands: list(operands[:len(chosen)]))
+  done = on_cpu(times_one, [leaves[i] for i in chosen], taken)
   for i, u in zip(chosen, done):
     leaves[i] = u
   return structure.unflatten(leaves)
