@@ -434,20 +434,24 @@ def restart(
       )
     pending = jnp.zeros([], jnp.bool_)
     if criterion.after_update is not None:
-      info = info._replace(
-          steps=steps,
-          updates=(
-              None if not criterion.reads_updates
-              else new_updates if updates_again is None
-              else updates_again(updates, state_before, inner_state)
-          ),
-          momentum=(
-              momentum_of(inner_state, _init_template(params, updates))
-              if criterion.reads_momentum else None
-          ),
-      )
-      fired, criterion_state, restarts, steps, recording = _decided_after(
-          criterion, criterion_state, info, restarts, steps)
+      # Small leaves of the recomputed update are reduced as the array
+      # they were computed in (see _protocol.split_leaves_remembered).
+      with _protocol.split_leaves_remembered():
+        info = info._replace(
+            steps=steps,
+            updates=(
+                None if not criterion.reads_updates
+                else new_updates if updates_again is None
+                else updates_again(updates, state_before, inner_state)
+            ),
+            momentum=(
+                momentum_of(inner_state, _init_template(params, updates))
+                if criterion.reads_momentum else None
+            ),
+        )
+        fired, criterion_state, restarts, steps, recording = (
+            _decided_after(criterion, criterion_state, info, restarts,
+                           steps))
       if criterion.immediate:
         inner_state = reset_where(fired, inner_state)
         if updates_after_reset is not None:

@@ -410,30 +410,30 @@ def nesterov_trace(
     negated = _Scalar(-_extrapolation_momentum(momentum, state.count).value)
     grads, buffers, dtypes, treedef = _leaves(updates, new_state)
     present = [i for i, g in enumerate(grads) if g is not None]
-    # A small leaf's buffer is widened apart where
-    # criteria._protocol.separately_widened says (bf16, and any buffer
-    # narrower than float64 arithmetic; not float16 under float32).
+    # A buffer is widened apart where criteria._protocol.separately_widened
+    # says (bf16, and any buffer narrower than float64 arithmetic; not
+    # float16 under float32).
     widened_apart = lambda i: _protocol.separately_widened(buffers[i],
                                                            dtypes[i])
     large = [i for i in present if not _protocol.is_small_leaf(grads[i])]
-    narrow = [i for i in present
-              if _protocol.is_small_leaf(grads[i]) and widened_apart(i)]
-    # A large leaf's momentum and buffer are its own, and a bf16 buffer is
-    # converted apart from the update's conversion (criteria._protocol.
-    # kept_apart): on CPU the reduction over these updates then broadcasts
-    # the momentum and converts the buffer inside itself, with no
-    # parameter-sized temporary. (A float16 buffer's conversion YNNPACK
-    # does not take in, and XLA writes it out; kept apart, the momentum's
-    # broadcast at least is not written out as well.)
+    # A large leaf's momentum is its own (one barrier for all of them), and
+    # a bf16 buffer is converted apart from the update's conversion
+    # (criteria._protocol.kept_apart): on CPU the reduction over these
+    # updates then broadcasts the momentum and converts the buffer inside
+    # itself, with no parameter-sized temporary. (A float16 buffer's
+    # conversion YNNPACK does not take in, and XLA writes it out; kept
+    # apart, the momentum's broadcast at least is not written out as well.)
+    apart = [i for i in present if widened_apart(i)]
     kept = _protocol.kept_apart(
-        [(negated.like(grads[i], buffers[i]), buffers[i]) for i in large]
-        + [(buffers[i],) for i in narrow])
-    out = [None] * len(grads)
-    for i, (scalar, buffer) in zip(large, kept):
-      out[i] = _cast(_minus_negated_momentum(grads[i], buffer, scalar),
-                     grads[i].dtype)
-    for i, (buffer,) in zip(narrow, kept[len(large):]):
+        [(buffers[i],) for i in apart]
+        + ([tuple(negated.like(grads[i], buffers[i]) for i in large)]
+           if large else []))
+    for i, (buffer,) in zip(apart, kept):
       buffers[i] = buffer
+    out = [None] * len(grads)
+    for i, scalar in zip(large, kept[len(apart):][0] if large else ()):
+      out[i] = _cast(_minus_negated_momentum(grads[i], buffers[i], scalar),
+                     grads[i].dtype)
     # Small leaves are recomputed together, as the criteria reduce them.
     large_ones = set(large)
     small = lambda leaves: treedef.unflatten(

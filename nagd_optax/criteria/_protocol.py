@@ -206,9 +206,12 @@ def _concatenated(xs: list[jax.Array]) -> jax.Array:
 
 def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
   """<x, y> over every element (the real part, for complex leaves)."""
-  if jnp.iscomplexobj(x) or jnp.iscomplexobj(y):
+  if jnp.iscomplexobj(x) or jnp.iscomplexobj(y) or x.dtype != y.dtype:
     return jnp.sum(jnp.real(jnp.conj(x) * y))
-  return jnp.sum(x * y)
+  # lax for the usual case, traced once per large leaf (jnp's operators
+  # cost a dispatch each): the same reduction as jnp.sum.
+  return jax.lax.reduce(jax.lax.mul(x, y), np.array(0, x.dtype),
+                        jax.lax.add, tuple(range(x.ndim)))
 
 
 def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
@@ -331,15 +334,17 @@ def elementwise_map(fn: Callable[..., jax.Array], tree: Any,
   concatenated (grouped by their dtypes and the mesh axes they vary over;
   up to ``_GATHERED_SIZE`` elements in all, the rest are mapped one by one),
   ``fn`` is applied once per group and the result is split back into
-  leaves. Where :func:`tree_inner_product` then concatenates the same small
+  leaves. Where :func:`tree_inner_product` then gathers the same small
   leaves in the same order (leaves of one dtype, outside ``shard_map`` or
   over one mesh axis; it groups by accumulation dtype, so bf16 leaves next
-  to float32 ones fall in another order), XLA folds the slices and the
-  concatenation into one kernel that reads the inputs' small leaves
-  directly (the values are the same either way): otherwise it writes
-  each small leaf's result in a kernel of its own first (about a hundred on
-  a transformer's biases and norm scales), which costs compile time.
-  Leaves that are None in ``tree`` give None.
+  to float32 ones fall in another order), it reduces the array they were
+  split from, within :func:`split_leaves_remembered`, and otherwise
+  concatenates them again, which XLA folds into one kernel that reads the
+  inputs' small leaves directly (the values are the same either way).
+  Mapped leaf by leaf instead, XLA writes each small leaf's result in a
+  kernel of its own first (about a hundred on a transformer's biases and
+  norm scales), which costs compile time. Leaves that are None in
+  ``tree`` give None.
   """
   flat, treedef = jax.tree.flatten(tree, is_leaf=lambda x: x is None)
   others = [treedef.flatten_up_to(other) for other in rest]
@@ -365,13 +370,58 @@ def elementwise_map(fn: Callable[..., jax.Array], tree: Any,
         for leaves in [flat, *others]
     ))
     offset = 0
+    views = _SPLIT.get()
     for i in indices:
       size = flat[i].size
       out[i] = jax.lax.reshape(
           jax.lax.slice_in_dim(together, offset, offset + size),
           flat[i].shape)
+      if views is not None:
+        views[id(out[i])] = (out[i], together, offset)
       offset += size
   return treedef.unflatten(out)
+
+
+# The small leaves elementwise_map split from one array, within
+# split_leaves_remembered: {id(leaf): (leaf, array, offset)}.
+_SPLIT: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "nagd_optax_split_leaves", default=None)
+
+
+@contextlib.contextmanager
+def split_leaves_remembered() -> Iterator[None]:
+  """Within this context :func:`tree_inner_product` reduces small leaves
+  that :func:`elementwise_map` computed together, and are gathered again in
+  the same order, as the array they were split from (the same values)
+  instead of slicing and concatenating them anew.
+
+  XLA folds the slices and the concatenation away, but JAX lowers each
+  slice to StableHLO as a function of its own: 98 for the speed test's
+  recomputed update on the GPT-like tree of ``benchmarks/step_cost.py``
+  (its biases and norm scales), about 0.1 ms apiece on the 2-core CPU.
+  :func:`nagd_optax.restart` opens it around its criterion's test.
+  """
+  token = _SPLIT.set({})
+  try:
+    yield
+  finally:
+    _SPLIT.reset(token)
+
+
+def _split_from(xs: list[jax.Array]) -> jax.Array | None:
+  """The array that :func:`elementwise_map` split all of into ``xs``, in
+  this order, or None."""
+  views = _SPLIT.get()
+  if not views:
+    return None
+  whole, offset = None, 0
+  for x in xs:
+    leaf, array, start = views.get(id(x), (None, None, None))
+    if leaf is not x or start != offset or (whole is not None
+                                            and array is not whole):
+      return None
+    whole, offset = array, offset + x.size
+  return whole if offset == whole.size else None
 
 
 def tree_inner_product(
@@ -472,26 +522,30 @@ def _partial_products(
     sharded = axis_name is not None and axis_name in (
         _varying_axes(x) | _varying_axes(y))
     if is_small_leaf(x):
-      x_flat = _raveled(x)
-      small[sharded, dtype].append(
-          (x_flat, x_flat if y is x else _raveled(y)))
+      small[sharded, dtype].append((x, y))
       continue
     own[position] = _dot(x, y)
     (varying if sharded else invariant).append(own[position])
 
-  for (sharded, _), flat_pairs in small.items():
+  def gathered(leaves):
+    whole = _split_from(leaves)
+    if whole is not None:
+      return whole
+    return _concatenated([_raveled(x) for x in leaves])
+
+  for (sharded, _), small_pairs in small.items():
     products = varying if sharded else invariant
-    indices, one_by_one = _gathered(list(range(len(flat_pairs))),
-                                    [x.size for x, _ in flat_pairs])
-    products.extend(_dot(*flat_pairs[i]) for i in one_by_one)
+    indices, one_by_one = _gathered(list(range(len(small_pairs))),
+                                    [x.size for x, _ in small_pairs])
+    products.extend(_dot(*map(_raveled, small_pairs[i])) for i in one_by_one)
     if not indices:
       continue
-    xs, ys = zip(*(flat_pairs[i] for i in indices))
-    x = _concatenated(xs)
+    xs, ys = zip(*(small_pairs[i] for i in indices))
+    x = gathered(xs)
     if a is b:  # a squared norm: one concatenation
       y = x
     else:
-      y = _concatenated(ys)
+      y = gathered(ys)
     products.append(_dot(x, y))
   if axis_name is None:
     return None, invariant, own
@@ -708,7 +762,7 @@ def released(updates: optax.Updates, recording: Recording) -> optax.Updates:
     return functools.reduce(
         jax.lax.add, [jax.lax.convert_element_type(x, dtype) for x in xs])
 
-  taken = [jax.lax.stop_gradient(total(products[i])) for i in chosen]
+  taken = [total(products[i]) for i in chosen]
 
   def times_one(us, ts):
     return [jax.lax.mul(u, _exactly_one(t, u.dtype)) for u, t in zip(us, ts)]
