@@ -424,14 +424,15 @@ def nesterov_trace(
     # conversion YNNPACK does not take in, and XLA writes it out; kept
     # apart, the momentum's broadcast at least is not written out as well.)
     apart = [i for i in present if widened_apart(i)]
-    kept = _protocol.kept_apart(
-        [(buffers[i],) for i in apart]
-        + ([tuple(negated.like(grads[i], buffers[i]) for i in large)]
-           if large else []))
+    groups = [(buffers[i],) for i in apart]
+    if large:
+      groups.append(tuple(negated.like(grads[i], buffers[i]) for i in large))
+    kept = _protocol.kept_apart(groups)
     for i, (buffer,) in zip(apart, kept):
       buffers[i] = buffer
+    scalars = kept[len(apart)] if large else ()
     out = [None] * len(grads)
-    for i, scalar in zip(large, kept[len(apart):][0] if large else ()):
+    for i, scalar in zip(large, scalars):
       out[i] = _cast(_minus_negated_momentum(grads[i], buffers[i], scalar),
                      grads[i].dtype)
     # Small leaves are recomputed together, as the criteria reduce them.

@@ -259,7 +259,8 @@ def kept_apart(groups: list[tuple[jax.Array, ...]]
     leaves of one shape in the speed test: a leaf-sized buffer per shape
     (8% of a GPT-like tree's parameters), and 10% of the step.
 
-  Passing each group (say a leaf's momentum and buffer) through a
+  Passing each group (say a bf16 buffer, or the momentum scalar once per
+  large leaf: one value per reduction) through a
   ``lax.optimization_barrier`` of its own makes its values its own, on CPU
   (:func:`on_cpu`); on other platforms the values are left to XLA. Inside
   ``shard_map`` a barrier's results vary over every
