@@ -206,12 +206,9 @@ def _concatenated(xs: list[jax.Array]) -> jax.Array:
 
 def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
   """<x, y> over every element (the real part, for complex leaves)."""
-  if jnp.iscomplexobj(x) or jnp.iscomplexobj(y) or x.dtype != y.dtype:
+  if jnp.iscomplexobj(x) or jnp.iscomplexobj(y):
     return jnp.sum(jnp.real(jnp.conj(x) * y))
-  # lax for the usual case, traced once per large leaf (jnp's operators
-  # cost a dispatch each): the same reduction as jnp.sum.
-  return jax.lax.reduce(jax.lax.mul(x, y), np.array(0, x.dtype),
-                        jax.lax.add, tuple(range(x.ndim)))
+  return jnp.sum(x * y)
 
 
 def _accumulation_dtype(x: jax.Array) -> jnp.dtype:
@@ -263,9 +260,8 @@ def kept_apart(groups: list[tuple[jax.Array, ...]]
   large leaf: one value per reduction) through a
   ``lax.optimization_barrier`` of its own makes its values its own, on CPU
   (:func:`on_cpu`); on other platforms the values are left to XLA. Inside
-  ``shard_map`` a barrier's results vary over every
-  mesh axis that one of its operands varies over, so each group is cast to
-  that first.
+  ``shard_map`` a barrier's results vary over every mesh axis that one of
+  its operands varies over, so each group is cast to that first.
   """
   flat = []
   for group in groups:
